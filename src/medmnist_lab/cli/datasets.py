@@ -1,0 +1,168 @@
+"""`medmnist-lab datasets ...`: list, info, download, verify, montage."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from medmnist_lab.cli.common import add_command, add_group, add_root, add_size, positive_int
+from medmnist_lab.data.paths import MIRROR_ENV, resolve_root
+from medmnist_lab.data.registry import CITATION, SIZES, SPLITS, get_dataset, list_datasets
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    root = resolve_root(args.root)
+    rows = [["name", "task", "ch", "classes", "train", "val", "test", "local sizes"]]
+    for info in list_datasets():
+        local = [str(s) for s in info.sizes if (root / info.filename(s)).is_file()]
+        rows.append(
+            [
+                info.flag,
+                info.task,
+                str(info.n_channels),
+                str(info.n_classes),
+                *(str(info.n_samples[s]) for s in SPLITS),
+                ",".join(local) or "-",
+            ]
+        )
+    print(_table(rows))
+    print(f"\nroot: {root}   sizes: {', '.join(map(str, SIZES))}   v1 aliases: organmnist_axial/coronal/sagittal")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from medmnist_lab.data.arrays import load_split
+
+    info = get_dataset(args.name)
+    root = resolve_root(args.root)
+    print(f"{info.flag} ({info.python_class}): {info.task}, {info.n_channels} channel(s), {info.n_classes} classes")
+    print(f"\n{info.description}\n")
+    print(f"license: {info.license}")
+    print(f"sizes: {', '.join(map(str, info.sizes))}; file at {args.size} px: {root / info.filename(args.size)}")
+    path = root / info.filename(args.size)
+    counts: dict[str, list[int]] = {}
+    if path.is_file():
+        for split in SPLITS:
+            labels = load_split(info, split, args.size, root).labels
+            col = labels.sum(0) if info.is_multilabel else labels[:, 0].bincount(minlength=info.n_classes)
+            counts[split] = [int(v) for v in col]
+    header = ["label", "name", *(f"{s} (n={info.n_samples[s]})" for s in SPLITS)]
+    rows = [header]
+    for k, name in enumerate(info.label_names):
+        rows.append([str(k), name, *(str(counts[s][k]) if counts else "?" for s in SPLITS)])
+    print(_table(rows))
+    if not counts:
+        print(f"(class counts need the local file; run `medmnist-lab datasets download {info.flag}`)")
+    if info.is_multilabel:
+        print("(multi-label: counts are positives per finding)")
+    print(f"\ncite: {CITATION}")
+    return 0
+
+
+def _sizes(text: str) -> list[int]:
+    return list(SIZES) if text == "all" else [int(text)]
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from medmnist_lab.data.download import download
+
+    root = resolve_root(args.root)
+    mirror = args.mirror or os.environ.get(MIRROR_ENV) or None
+    infos = [get_dataset(n) for n in args.names]
+    for info in infos:
+        for size in _sizes(args.size):
+            info.check_size(size)
+            path = download(info, size, root, mirror=mirror, force=args.force)
+            print(f"ok  {info.flag} {size}px  {path}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from medmnist_lab.data.verify import verify_file
+
+    root = resolve_root(args.root)
+    infos = [get_dataset(n) for n in args.names] if args.names else list_datasets()
+    bad = checked = 0
+    for info in infos:
+        for size in info.sizes:
+            path = root / info.filename(size)
+            if not path.exists():
+                if args.names:  # asked for by name: a missing file is worth a line, not an error
+                    print(f"missing  {info.flag} {size}px  {path}")
+                continue
+            checked += 1
+            result = verify_file(info, size, path, deep=not args.quick)
+            print(f"{result.status:<8} {info.flag} {size}px  {path}" + ("" if result.ok else f"\n         {result.message}"))
+            bad += not result.ok
+    if checked == 0:
+        print(f"no MedMNIST files found under {root}")
+    print(f"\n{checked - bad} valid, {bad} bad")
+    return 1 if bad else 0
+
+
+def cmd_montage(args: argparse.Namespace) -> int:
+    from medmnist_lab.data.arrays import load_split
+    from medmnist_lab.data.montage import class_rows, grid_image, save_image
+
+    info = get_dataset(args.name)
+    data = load_split(info, args.split, args.size, args.root)
+    rows, names = class_rows(data.images, data.labels, info.label_names, info.is_multilabel, args.per_class, args.seed)
+    out = save_image(grid_image(rows, names, cell=max(args.cell, 16)), args.output)
+    print(f"wrote {out} ({len(rows)} rows x up to {args.per_class} images, {info.flag} {args.split} {args.size}px)")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    _, group = add_group(sub, "datasets", "list, inspect, download, verify and look at MedMNIST datasets")
+
+    p = add_command(group, "list", "table of the 12 MedMNIST v2 2D datasets and which sizes are present locally")
+    add_root(p)
+    p.set_defaults(func=cmd_list)
+
+    p = add_command(group, "info", "label names, class counts per split, license and citation of one dataset")
+    p.add_argument("name", help="dataset flag, e.g. breastmnist")
+    add_root(p)
+    add_size(p)
+    p.set_defaults(func=cmd_info)
+
+    p = add_command(
+        group,
+        "download",
+        "download dataset files, verify their MD5 and move them into place atomically",
+        description=(
+            "Download from the official record URL, or from a mirror (--mirror URL or $MEDMNIST_MIRROR:\n"
+            "a base URL under which the official file names are served). Partial downloads resume,\n"
+            "transient failures are retried, and a file whose MD5 does not match is never kept."
+        ),
+    )
+    p.add_argument("names", nargs="+", metavar="NAME", help="dataset flags")
+    p.add_argument("--size", default="28", choices=[*map(str, SIZES), "all"], help="image size, or all")
+    p.add_argument("--mirror", default=None, help="base URL serving the official file names")
+    p.add_argument("--force", action="store_true", help="download again even if a valid file exists")
+    add_root(p)
+    p.set_defaults(func=cmd_download)
+
+    p = add_command(group, "verify", "check local files against the registry (MD5, keys, shapes, labels)")
+    p.add_argument("names", nargs="*", metavar="NAME", help="dataset flags (default: every file found)")
+    p.add_argument("--quick", action="store_true", help="MD5 only, skip reading the arrays")
+    add_root(p)
+    p.set_defaults(func=cmd_verify)
+
+    p = add_command(group, "montage", "save a labelled grid of images, one row per class")
+    p.add_argument("name", help="dataset flag")
+    p.add_argument("--split", choices=SPLITS, default="train")
+    add_size(p)
+    p.add_argument("--per-class", type=positive_int, default=8, help="images per row")
+    p.add_argument("--cell", type=int, default=64, help="pixels per image in the grid")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", type=Path, required=True, help="output .png")
+    add_root(p)
+    p.set_defaults(func=cmd_montage)

@@ -1,0 +1,233 @@
+"""Load MedMNIST npz files into uint8 tensors (N, C, H, W) and int64 labels (N, L), with checks.
+
+Small files (28/64 px) are read into memory. Large files (128/224 px; PathMNIST-224 is ~16 GB
+as uint8) are converted once per split to a `.npy` cache and memory-mapped: numpy ignores
+`mmap_mode` for `.npz`, so the official package's option loads everything into RAM. An npz
+member *is* a `.npy` file, so the conversion streams its bytes to disk in constant memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from medmnist_lab.data.paths import cache_dir, data_path, resolve_root
+from medmnist_lab.data.registry import SPLITS, DatasetInfo, get_dataset
+from medmnist_lab.errors import DataFileError
+
+# Files written by medmnist-lab itself (offline augmentation, GAN samples, test fixtures) carry
+# this key: a JSON string describing their origin. Official sample counts are not enforced on
+# them, since an expanded or synthetic training split has its own size.
+META_KEY = "medmnist_lab_meta"
+MMAP_SIZES = (128, 224)
+
+_CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, KeyError)
+
+
+@dataclass
+class SplitData:
+    """One split of one dataset, ready for the batcher."""
+
+    info: DatasetInfo
+    split: str
+    size: int
+    images: torch.Tensor  # (N, C, H, W) uint8; a view of a memory map for large files
+    labels: torch.Tensor  # (N, L) int64
+    source: Path
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def memory_mapped(self) -> bool:
+        return bool(self.meta.get("memory_mapped", False))
+
+
+def _how_to_get(info: DatasetInfo, size: int, root: Path) -> str:
+    size_flag = "" if size == 28 else f" --size {size}"
+    return (
+        f"run `medmnist-lab datasets download {info.flag}{size_flag} --root {root}`, or download "
+        f"{info.urls[size]} by hand (MD5 {info.md5s[size]}) and place it at {root / info.filename(size)}"
+    )
+
+
+def open_npz(path: Path, info: DatasetInfo, size: int) -> np.lib.npyio.NpzFile:
+    root = path.parent
+    if not path.is_file():
+        raise DataFileError(f"{info.flag} ({size} px) not found at {path}; {_how_to_get(info, size, root)}")
+    try:
+        return np.load(path, allow_pickle=False)
+    except _CORRUPT as exc:
+        raise DataFileError(
+            f"{path} is not a readable npz archive ({exc}); it is truncated or corrupt: delete it "
+            f"and {_how_to_get(info, size, root)}"
+        ) from None
+
+
+def read_meta(npz: np.lib.npyio.NpzFile) -> dict:
+    if META_KEY not in npz.files:
+        return {}
+    return json.loads(str(npz[META_KEY]))
+
+
+def _read_member(npz: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
+    if key not in npz.files:
+        raise DataFileError(
+            f"{path} has no array '{key}'; found {', '.join(sorted(npz.files))}. "
+            "A MedMNIST file holds train/val/test _images and _labels"
+        )
+    try:
+        return npz[key]
+    except _CORRUPT as exc:
+        raise DataFileError(f"{path}: array '{key}' is truncated or corrupt ({exc}); re-download it") from None
+
+
+def _cached_member(path: Path, key: str, cache: Path) -> np.ndarray:
+    """Memory-map `key` from a `.npy` copy of the npz member, writing the copy on first use."""
+    target = cache / f"{key}.npy"
+    stamp = f"{path.stat().st_size}:{path.stat().st_mtime_ns}"
+    stamp_file = cache / f"{key}.source"
+    if not (target.is_file() and stamp_file.is_file() and stamp_file.read_text() == stamp):
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".npy.part")
+        try:
+            with zipfile.ZipFile(path) as zf, zf.open(f"{key}.npy") as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, length=16 << 20)  # constant memory; CRC checked at EOF
+        except _CORRUPT as exc:
+            tmp.unlink(missing_ok=True)
+            raise DataFileError(f"{path}: array '{key}' is truncated or corrupt ({exc}); re-download it") from None
+        os.replace(tmp, target)
+        stamp_file.write_text(stamp)
+    # mode "c" (copy-on-write) gives a writable array, so torch.from_numpy does not warn, while
+    # pages are read from disk only when touched and never written back.
+    return np.load(target, mmap_mode="c", allow_pickle=False)
+
+
+def validate_split(
+    info: DatasetInfo, size: int, split: str, images: np.ndarray, labels: np.ndarray, path: Path, official: bool
+) -> None:
+    """Check shape, dtype, sample count and label range against the registry."""
+    c = info.n_channels
+    want = (size, size) if c == 1 else (size, size, c)
+    if images.dtype != np.uint8:
+        raise DataFileError(f"{path}: {split}_images has dtype {images.dtype}, expected uint8")
+    if images.ndim != len(want) + 1 or tuple(images.shape[1:]) != want:
+        raise DataFileError(
+            f"{path}: {split}_images has shape {tuple(images.shape)}, expected (N, {', '.join(map(str, want))}) "
+            f"for {info.flag} at {size} px"
+        )
+    n = images.shape[0]
+    if labels.ndim != 2 or labels.shape[0] != n or labels.shape[1] != info.label_width:
+        raise DataFileError(
+            f"{path}: {split}_labels has shape {tuple(labels.shape)}, expected ({n}, {info.label_width})"
+        )
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise DataFileError(f"{path}: {split}_labels has dtype {labels.dtype}, expected an integer type")
+    if official and n != info.n_samples[split]:
+        raise DataFileError(
+            f"{path}: {split} has {n} samples, the official {info.flag} has {info.n_samples[split]}; "
+            "the file is incomplete or not the official one"
+        )
+    if n:
+        high = 1 if info.is_multilabel else info.n_classes - 1
+        lo, hi = int(labels.min()), int(labels.max())
+        if lo < 0 or hi > high:
+            raise DataFileError(f"{path}: {split}_labels range over [{lo}, {hi}], valid values are 0..{high}")
+
+
+def _to_nchw(images: np.ndarray) -> torch.Tensor:
+    t = torch.from_numpy(images)
+    return t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2)
+
+
+def _select(labels: np.ndarray, info: DatasetInfo, subset: int | None, per_class: int | None, seed: int) -> np.ndarray | None:
+    """Indices of the requested subset, or None for the whole split."""
+    if subset is not None and per_class is not None:
+        raise DataFileError("choose either a subset of the first n samples or n per class, not both")
+    if subset is not None:
+        if subset <= 0:
+            raise DataFileError(f"subset size must be positive, got {subset}")
+        return np.arange(min(subset, len(labels)))
+    if per_class is not None:
+        if per_class <= 0:
+            raise DataFileError(f"per-class subset size must be positive, got {per_class}")
+        if info.is_multilabel:
+            raise DataFileError(f"{info.flag} is multi-label: a per-class subset is undefined; use a plain subset")
+        rng = np.random.default_rng(seed)
+        flat = labels[:, 0]
+        picks = [rng.permutation(np.flatnonzero(flat == k))[:per_class] for k in range(info.n_classes)]
+        return np.sort(np.concatenate(picks))
+    return None
+
+
+def load_split(
+    dataset: str | DatasetInfo,
+    split: str = "train",
+    size: int = 28,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    path: str | os.PathLike[str] | None = None,
+    as_rgb: bool = False,
+    subset: int | None = None,
+    per_class: int | None = None,
+    seed: int = 0,
+    mmap: bool | None = None,
+) -> SplitData:
+    """Load one split as uint8 (N, C, H, W) and int64 (N, L) tensors.
+
+    `path` overrides the file location (e.g. an expanded training npz). `mmap=None` memory-maps
+    128/224 px files through the `.npy` cache and reads smaller ones into RAM.
+    """
+    info = dataset if isinstance(dataset, DatasetInfo) else get_dataset(dataset)
+    if split not in SPLITS:
+        raise DataFileError(f"unknown split '{split}'; choose one of: {', '.join(SPLITS)}")
+    info.check_size(size)
+    file = Path(path) if path is not None else data_path(info, size, root)
+    use_mmap = size in MMAP_SIZES if mmap is None else mmap
+    with open_npz(file, info, size) as npz:
+        meta = read_meta(npz)
+        labels = _read_member(npz, f"{split}_labels", file)
+        if use_mmap:
+            _read_member_header(npz, f"{split}_images", file)
+            c_dir = cache_dir(info, size, root if path is None else file.parent)
+            if path is not None:
+                c_dir = c_dir.with_name(f"{c_dir.name}_{file.stem}")
+            images = _cached_member(file, f"{split}_images", c_dir)
+        else:
+            images = _read_member(npz, f"{split}_images", file)
+    validate_split(info, size, split, images, labels, file, official=not meta)
+    idx = _select(labels, info, subset, per_class, seed)
+    if idx is not None:
+        images, labels = images[idx], labels[idx]  # a copy: subsets are small by intent
+    x = _to_nchw(images)
+    if as_rgb and x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    if not use_mmap:
+        x = x.contiguous()
+    y = torch.from_numpy(labels.astype(np.int64))
+    meta = {**meta, "memory_mapped": bool(use_mmap and idx is None)}
+    return SplitData(info=info, split=split, size=size, images=x, labels=y, source=file, meta=meta)
+
+
+def _read_member_header(npz: np.lib.npyio.NpzFile, key: str, path: Path) -> None:
+    if key not in npz.files:
+        _read_member(npz, key, path)  # raises the missing-key error
+
+
+def load_all(
+    dataset: str | DatasetInfo, size: int = 28, root: str | os.PathLike[str] | None = None, **kw
+) -> dict[str, SplitData]:
+    return {s: load_split(dataset, s, size, root, **kw) for s in SPLITS}
+
+
+def root_of(root: str | os.PathLike[str] | None) -> Path:
+    return resolve_root(root)
