@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medmnist_lab.data.paths import cache_dir, data_path, resolve_root
+from medmnist_lab.data.paths import ROOT_ENV, cache_dir, data_path, resolve_root
 from medmnist_lab.data.registry import SPLITS, DatasetInfo, get_dataset
 from medmnist_lab.errors import DataFileError
 
@@ -30,6 +30,11 @@ META_KEY = "medmnist_lab_meta"
 MMAP_SIZES = (128, 224)
 
 _CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, KeyError)
+
+
+class CorruptFileError(DataFileError):
+    """An archive or array that cannot be read back (truncated, bad CRC, not an npz at all),
+    as opposed to a readable file whose content does not match the registry."""
 
 
 @dataclass
@@ -56,64 +61,114 @@ def _how_to_get(info: DatasetInfo, size: int, root: Path) -> str:
     size_flag = "" if size == 28 else f" --size {size}"
     return (
         f"run `medmnist-lab datasets download {info.flag}{size_flag} --root {root}`, or download "
-        f"{info.urls[size]} by hand (MD5 {info.md5s[size]}) and place it at {root / info.filename(size)}"
+        f"{info.urls[size]} by hand (MD5 {info.md5s[size]}) and place it at "
+        f"{root / info.filename(size)}"
     )
 
 
 def open_npz(path: Path, info: DatasetInfo, size: int) -> np.lib.npyio.NpzFile:
     root = path.parent
     if not path.is_file():
-        raise DataFileError(f"{info.flag} ({size} px) not found at {path}; {_how_to_get(info, size, root)}")
-    try:
-        return np.load(path, allow_pickle=False)
-    except _CORRUPT as exc:
         raise DataFileError(
+            f"{info.flag} ({size} px) not found at {path} (files are looked up in --root, else "
+            f"${ROOT_ENV}, else ~/.medmnist); {_how_to_get(info, size, root)}"
+        )
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except _CORRUPT as exc:
+        raise CorruptFileError(
             f"{path} is not a readable npz archive ({exc}); it is truncated or corrupt: delete it "
             f"and {_how_to_get(info, size, root)}"
         ) from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):  # a bare .npy loads as one array
+        raise CorruptFileError(
+            f"{path} holds a single array, not an npz archive of train/val/test splits; "
+            f"{_how_to_get(info, size, root)}"
+        )
+    return npz
 
 
-def read_meta(npz: np.lib.npyio.NpzFile) -> dict:
+def read_meta(npz: np.lib.npyio.NpzFile, path: Path | None = None) -> dict:
+    """The medmnist-lab metadata of a file this project wrote; {} for an official file."""
     if META_KEY not in npz.files:
         return {}
-    return json.loads(str(npz[META_KEY]))
+    try:
+        meta = json.loads(str(read_member(npz, META_KEY, path or Path("<npz>"))))
+    except json.JSONDecodeError as exc:
+        raise DataFileError(f"{path}: '{META_KEY}' is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise DataFileError(
+            f"{path}: '{META_KEY}' must be a JSON object, got {type(meta).__name__}"
+        )
+    return meta
 
 
-def _read_member(npz: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
+def is_official(npz: np.lib.npyio.NpzFile) -> bool:
+    # Presence of the key, not a non-empty value, marks our own files: `{}` is a valid marker.
+    return META_KEY not in npz.files
+
+
+def require_key(npz: np.lib.npyio.NpzFile, key: str, path: Path) -> None:
     if key not in npz.files:
         raise DataFileError(
-            f"{path} has no array '{key}'; found {', '.join(sorted(npz.files))}. "
+            f"{path} has no array '{key}'; found {', '.join(sorted(npz.files)) or 'nothing'}. "
             "A MedMNIST file holds train/val/test _images and _labels"
         )
+
+
+def read_member(npz: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
+    require_key(npz, key, path)
     try:
         return npz[key]
     except _CORRUPT as exc:
-        raise DataFileError(f"{path}: array '{key}' is truncated or corrupt ({exc}); re-download it") from None
+        raise CorruptFileError(
+            f"{path}: array '{key}' is truncated or corrupt ({exc}); re-download it"
+        ) from None
 
 
 def _cached_member(path: Path, key: str, cache: Path) -> np.ndarray:
     """Memory-map `key` from a `.npy` copy of the npz member, writing the copy on first use."""
     target = cache / f"{key}.npy"
-    stamp = f"{path.stat().st_size}:{path.stat().st_mtime_ns}"
+    st = path.stat()
+    stamp = f"{st.st_size}:{st.st_mtime_ns}"
     stamp_file = cache / f"{key}.source"
     if not (target.is_file() and stamp_file.is_file() and stamp_file.read_text() == stamp):
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".npy.part")
+        # Per-process temp name: two processes converting the same split must not interleave.
+        tmp = cache / f"{key}.npy.{os.getpid()}.part"
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            tmp.touch()
+        except OSError as exc:
+            raise DataFileError(
+                f"cannot write the memory-map cache {cache} ({exc}); large files are converted "
+                "once to .npy there: use a writable --root, or load with mmap=False"
+            ) from None
         try:
             with zipfile.ZipFile(path) as zf, zf.open(f"{key}.npy") as src, open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst, length=16 << 20)  # constant memory; CRC checked at EOF
         except _CORRUPT as exc:
             tmp.unlink(missing_ok=True)
-            raise DataFileError(f"{path}: array '{key}' is truncated or corrupt ({exc}); re-download it") from None
+            raise CorruptFileError(
+                f"{path}: array '{key}' is truncated or corrupt ({exc}); re-download it"
+            ) from None
         os.replace(tmp, target)
         stamp_file.write_text(stamp)
-    # mode "c" (copy-on-write) gives a writable array, so torch.from_numpy does not warn, while
-    # pages are read from disk only when touched and never written back.
-    return np.load(target, mmap_mode="c", allow_pickle=False)
+    try:
+        # mode "c" (copy-on-write) gives a writable array, so torch.from_numpy does not warn,
+        # while pages are read from disk only when touched and never written back.
+        return np.load(target, mmap_mode="c", allow_pickle=False)
+    except _CORRUPT as exc:  # a member whose header promises more data than it holds
+        raise CorruptFileError(f"{path}: array '{key}' cannot be memory-mapped ({exc})") from None
 
 
 def validate_split(
-    info: DatasetInfo, size: int, split: str, images: np.ndarray, labels: np.ndarray, path: Path, official: bool
+    info: DatasetInfo,
+    size: int,
+    split: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    path: Path,
+    official: bool,
 ) -> None:
     """Check shape, dtype, sample count and label range against the registry."""
     c = info.n_channels
@@ -122,26 +177,31 @@ def validate_split(
         raise DataFileError(f"{path}: {split}_images has dtype {images.dtype}, expected uint8")
     if images.ndim != len(want) + 1 or tuple(images.shape[1:]) != want:
         raise DataFileError(
-            f"{path}: {split}_images has shape {tuple(images.shape)}, expected (N, {', '.join(map(str, want))}) "
-            f"for {info.flag} at {size} px"
+            f"{path}: {split}_images has shape {tuple(images.shape)}, "
+            f"expected (N, {', '.join(map(str, want))}) for {info.flag} at {size} px"
         )
     n = images.shape[0]
     if labels.ndim != 2 or labels.shape[0] != n or labels.shape[1] != info.label_width:
         raise DataFileError(
-            f"{path}: {split}_labels has shape {tuple(labels.shape)}, expected ({n}, {info.label_width})"
+            f"{path}: {split}_labels has shape {tuple(labels.shape)}, "
+            f"expected ({n}, {info.label_width})"
         )
     if not np.issubdtype(labels.dtype, np.integer):
-        raise DataFileError(f"{path}: {split}_labels has dtype {labels.dtype}, expected an integer type")
+        raise DataFileError(
+            f"{path}: {split}_labels has dtype {labels.dtype}, expected an integer type"
+        )
     if official and n != info.n_samples[split]:
         raise DataFileError(
-            f"{path}: {split} has {n} samples, the official {info.flag} has {info.n_samples[split]}; "
-            "the file is incomplete or not the official one"
+            f"{path}: {split} has {n} samples, the official {info.flag} has "
+            f"{info.n_samples[split]}; the file is incomplete or not the official one"
         )
     if n:
         high = 1 if info.is_multilabel else info.n_classes - 1
         lo, hi = int(labels.min()), int(labels.max())
         if lo < 0 or hi > high:
-            raise DataFileError(f"{path}: {split}_labels range over [{lo}, {hi}], valid values are 0..{high}")
+            raise DataFileError(
+                f"{path}: {split}_labels range over [{lo}, {hi}], valid values are 0..{high}"
+            )
 
 
 def _to_nchw(images: np.ndarray) -> torch.Tensor:
@@ -149,10 +209,14 @@ def _to_nchw(images: np.ndarray) -> torch.Tensor:
     return t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2)
 
 
-def _select(labels: np.ndarray, info: DatasetInfo, subset: int | None, per_class: int | None, seed: int) -> np.ndarray | None:
+def _select(
+    labels: np.ndarray, info: DatasetInfo, subset: int | None, per_class: int | None, seed: int
+) -> np.ndarray | None:
     """Indices of the requested subset, or None for the whole split."""
     if subset is not None and per_class is not None:
-        raise DataFileError("choose either a subset of the first n samples or n per class, not both")
+        raise DataFileError(
+            "choose either a subset of the first n samples or n per class, not both"
+        )
     if subset is not None:
         if subset <= 0:
             raise DataFileError(f"subset size must be positive, got {subset}")
@@ -161,10 +225,14 @@ def _select(labels: np.ndarray, info: DatasetInfo, subset: int | None, per_class
         if per_class <= 0:
             raise DataFileError(f"per-class subset size must be positive, got {per_class}")
         if info.is_multilabel:
-            raise DataFileError(f"{info.flag} is multi-label: a per-class subset is undefined; use a plain subset")
+            raise DataFileError(
+                f"{info.flag} is multi-label: a per-class subset is undefined; use a plain subset"
+            )
         rng = np.random.default_rng(seed)
         flat = labels[:, 0]
-        picks = [rng.permutation(np.flatnonzero(flat == k))[:per_class] for k in range(info.n_classes)]
+        picks = [
+            rng.permutation(np.flatnonzero(flat == k))[:per_class] for k in range(info.n_classes)
+        ]
         return np.sort(np.concatenate(picks))
     return None
 
@@ -185,7 +253,8 @@ def load_split(
     """Load one split as uint8 (N, C, H, W) and int64 (N, L) tensors.
 
     `path` overrides the file location (e.g. an expanded training npz). `mmap=None` memory-maps
-    128/224 px files through the `.npy` cache and reads smaller ones into RAM.
+    128/224 px files through the `.npy` cache and reads smaller ones into RAM. `subset` keeps the
+    first n samples; `per_class` draws n per class with `seed` (all of a class that has fewer).
     """
     info = dataset if isinstance(dataset, DatasetInfo) else get_dataset(dataset)
     if split not in SPLITS:
@@ -194,17 +263,18 @@ def load_split(
     file = Path(path) if path is not None else data_path(info, size, root)
     use_mmap = size in MMAP_SIZES if mmap is None else mmap
     with open_npz(file, info, size) as npz:
-        meta = read_meta(npz)
-        labels = _read_member(npz, f"{split}_labels", file)
+        meta = read_meta(npz, file)
+        official = is_official(npz)
+        labels = read_member(npz, f"{split}_labels", file)
         if use_mmap:
-            _read_member_header(npz, f"{split}_images", file)
+            require_key(npz, f"{split}_images", file)
             c_dir = cache_dir(info, size, root if path is None else file.parent)
             if path is not None:
                 c_dir = c_dir.with_name(f"{c_dir.name}_{file.stem}")
             images = _cached_member(file, f"{split}_images", c_dir)
         else:
-            images = _read_member(npz, f"{split}_images", file)
-    validate_split(info, size, split, images, labels, file, official=not meta)
+            images = read_member(npz, f"{split}_images", file)
+    validate_split(info, size, split, images, labels, file, official=official)
     idx = _select(labels, info, subset, per_class, seed)
     if idx is not None:
         images, labels = images[idx], labels[idx]  # a copy: subsets are small by intent
@@ -216,11 +286,6 @@ def load_split(
     y = torch.from_numpy(labels.astype(np.int64))
     meta = {**meta, "memory_mapped": bool(use_mmap and idx is None)}
     return SplitData(info=info, split=split, size=size, images=x, labels=y, source=file, meta=meta)
-
-
-def _read_member_header(npz: np.lib.npyio.NpzFile, key: str, path: Path) -> None:
-    if key not in npz.files:
-        _read_member(npz, key, path)  # raises the missing-key error
 
 
 def load_all(
