@@ -1,0 +1,199 @@
+"""`medmnist-lab train DATASET ...`: train and evaluate a classifier in one command."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from medmnist_lab.cli.common import add_root, positive_int
+from medmnist_lab.cli.main import HelpFormatter
+from medmnist_lab.data.registry import SIZES
+
+
+def _tristate(text: str) -> bool | None:
+    table = {"on": True, "off": False, "auto": None}
+    if text not in table:
+        raise argparse.ArgumentTypeError(f"'{text}' is not one of: on, off, auto")
+    return table[text]
+
+
+def _fraction_list(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a comma-separated list of fractions, e.g. 0.5,0.75"
+        ) from None
+
+
+def _epilog() -> str:
+    from medmnist_lab.engine.config import RECIPES
+    from medmnist_lab.models import MODELS
+
+    recipes = "\n".join(f"  {n:<12} {RECIPES.get(n).description}" for n in RECIPES)
+    return (
+        f"recipes:\n{recipes}\n\nmodels: {', '.join(MODELS.names())} (and timm:<name> with the timm extra)\n\n"
+        "examples:\n"
+        "  medmnist-lab train breastmnist                      # official protocol, ResNet-18\n"
+        "  medmnist-lab train retinamnist --model ResNet50 --epochs 20 --augment simple\n"
+        "  medmnist-lab train breastmnist --resume runs/breastmnist_28/resnet18/NAME"
+    )
+
+
+# CLI flag -> RunConfig field for plain overrides (None = not given, the recipe decides).
+OVERRIDES: dict[str, tuple[type | object, str]] = {
+    "--epochs": (positive_int, "training epochs"),
+    "--batch-size": (positive_int, "training batch size"),
+    "--lr": (float, "peak learning rate"),
+    "--optimizer": (str, "sgd, adam or adamw"),
+    "--momentum": (float, "SGD momentum"),
+    "--weight-decay": (float, "weight decay"),
+    "--schedule": (str, "multistep, cosine, onecycle or constant"),
+    "--milestones": (
+        _fraction_list,
+        "multistep milestones as fractions of the epochs, e.g. 0.5,0.75",
+    ),
+    "--gamma": (float, "multistep decay factor"),
+    "--warmup": (int, "epochs of linear learning-rate warm-up"),
+    "--label-smoothing": (float, "label smoothing in [0, 1)"),
+    "--augment": (str, "augmentation policies joined by +, e.g. simple+mixup (see `augment list`)"),
+    "--width": (
+        positive_int,
+        "base channel width of the ResNet (64 = the real thing; tiny for tests)",
+    ),
+    "--stem": (
+        str,
+        "cifar (3x3, no max-pool) or imagenet (7x7/2 + max-pool); default by image size",
+    ),
+    "--eval-batch-size": (
+        positive_int,
+        "batch size for evaluation (default: scaled with image size)",
+    ),
+}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from medmnist_lab.engine import RunConfig, fit, resolve_config
+    from medmnist_lab.engine.checkpoint import load_checkpoint
+    from medmnist_lab.errors import MedMNISTLabError
+
+    if args.resume is not None:
+        last = args.resume / "last.pt" if args.resume.is_dir() else args.resume
+        config = RunConfig.from_dict(load_checkpoint(last)["config"])
+        if args.dataset is not None and args.dataset.lower() != config.dataset:
+            raise MedMNISTLabError(
+                f"--resume {args.resume} is a {config.dataset} run, not {args.dataset}"
+            )
+        result = fit(config, resume=last, progress=not args.no_progress)
+    else:
+        if args.dataset is None:
+            raise MedMNISTLabError(
+                "give a DATASET to train on (or --resume RUN_DIR); see `medmnist-lab datasets list`"
+            )
+        overrides = {
+            flag.lstrip("-").replace("-", "_"): getattr(args, flag.lstrip("-").replace("-", "_"))
+            for flag in OVERRIDES
+        }
+        config = resolve_config(
+            args.dataset,
+            args.recipe,
+            size=args.size,
+            root=args.root,
+            model=args.model,
+            seed=args.seed,
+            device=args.device,
+            amp=args.amp,
+            channels_last=args.channels_last,
+            compile=args.compile or None,
+            train_npz=str(args.train_npz) if args.train_npz else None,
+            synthetic=str(args.synthetic) if args.synthetic else None,
+            synthetic_ratio=args.synthetic_ratio,
+            subset=args.subset,
+            as_rgb=args.as_rgb or None,
+            name=args.name,
+            out_dir=str(args.out_dir),
+            **overrides,
+        )
+        result = fit(config, progress=not args.no_progress)
+    m = result.summary["metrics"]
+    print(
+        f"\nrun: {result.run_dir}   best epoch: {result.best_epoch}   wall: {result.summary['wall_seconds']:.1f}s"
+    )
+    print(f"{'split':<6} {'AUC':>7} {'ACC':>7}")
+    for split in ("train", "val", "test"):
+        print(f"{split:<6} {m[split]['auc']:7.4f} {m[split]['acc']:7.4f}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a ResNet on a MedMNIST dataset and score it with the official metrics",
+        description=(
+            "Train a classifier with a named recipe (default: the official MedMNIST v2 protocol),\n"
+            "select the epoch with the best validation AUC, then score train/val/test once with it.\n"
+            "Writes runs/{flag}_{size}/{model}/{name}/: config.yaml, history.jsonl, best.pt, last.pt,\n"
+            "official prediction CSVs and summary.json."
+        ),
+        epilog=_epilog(),
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument(
+        "dataset", nargs="?", help="dataset flag, e.g. breastmnist (not needed with --resume)"
+    )
+    p.add_argument("--size", type=int, choices=SIZES, default=None, help="image size (default 28)")
+    p.add_argument(
+        "--model", default=None, help="resnet18 or resnet50 (default resnet18; ResNet18 also works)"
+    )
+    p.add_argument(
+        "--recipe", default="medmnist-v2", help="named preset; every field below overrides it"
+    )
+    for flag, (kind, help_text) in OVERRIDES.items():
+        p.add_argument(flag, type=kind, default=None, help=help_text)
+    p.add_argument("--seed", type=int, default=None, help="seed for every RNG (default 0)")
+    p.add_argument(
+        "--train-npz",
+        type=Path,
+        default=None,
+        help="npz replacing the training split (e.g. from `augment expand`)",
+    )
+    p.add_argument(
+        "--synthetic",
+        type=Path,
+        default=None,
+        help="npz of synthetic samples added to the training split",
+    )
+    p.add_argument(
+        "--synthetic-ratio",
+        type=float,
+        default=None,
+        help="use R x (real train count) synthetic samples",
+    )
+    p.add_argument(
+        "--subset", type=positive_int, default=None, help="train on the first N training samples"
+    )
+    p.add_argument("--as-rgb", action="store_true", help="repeat grayscale images to 3 channels")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or mps (default auto)")
+    p.add_argument(
+        "--amp",
+        type=_tristate,
+        default=None,
+        metavar="on|off|auto",
+        help="mixed precision (auto: bf16/fp16 where safe)",
+    )
+    p.add_argument(
+        "--channels-last",
+        type=_tristate,
+        default=None,
+        metavar="on|off|auto",
+        help="channels_last memory format (auto: on CUDA)",
+    )
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--name", default=None, help="run folder name (default: recipe-seed-timestamp)")
+    p.add_argument("--out-dir", type=Path, default=Path("runs"), help="folder holding run folders")
+    p.add_argument(
+        "--resume", type=Path, default=None, metavar="RUN_DIR", help="continue an interrupted run"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+    add_root(p)
+    p.set_defaults(func=cmd_train)

@@ -1,0 +1,68 @@
+"""Checkpoints: written atomically, read with `torch.load(weights_only=True)`.
+
+weights_only=True means a checkpoint from a stranger cannot run code on load: only tensors and
+plain containers/numbers/strings are allowed, so everything stored here is kept to those types.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medmnist_lab.errors import CheckpointError
+
+FORMAT = "medmnist-lab/1"
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """Write to a temporary file and rename, so a crash never leaves a half-written checkpoint."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format": FORMAT, **state}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"refusing to load {path}: it holds objects other than tensors and plain data ({first}); "
+            "medmnist-lab checkpoints never do, so the file is foreign or tampered with"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is not a medmnist-lab checkpoint (format {FORMAT!r} expected)"
+        )
+    return state
+
+
+def check_compatible(
+    state: dict[str, Any], flag: str, size: int, n_classes: int, what: str
+) -> None:
+    """Refuse a checkpoint made for another dataset, size or class count."""
+    ds = state["dataset"]
+    problems = []
+    if ds["flag"] != flag:
+        problems.append(f"dataset {ds['flag']} (not {flag})")
+    if ds["size"] != size:
+        problems.append(f"size {ds['size']} (not {size})")
+    if ds["n_classes"] != n_classes:
+        problems.append(f"{ds['n_classes']} classes (not {n_classes})")
+    if problems:
+        raise CheckpointError(
+            f"{what} was trained on {', '.join(problems)}; it cannot be used here"
+        )

@@ -1,0 +1,173 @@
+"""Typed, serializable run configuration and named recipes.
+
+A run is fully described by a `RunConfig`: the resolved config is written as YAML next to every
+checkpoint and is enough to rerun the run. Recipes are named presets (a registry of field
+overrides); the resolution order is dataclass defaults <- recipe <- explicit overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from medmnist_lab.errors import MedMNISTLabError
+from medmnist_lab.registry import Registry
+
+
+@dataclass
+class RunConfig:
+    dataset: str
+    size: int = 28
+    root: str | None = None
+    # model
+    model: str = "resnet18"
+    width: int = 64
+    stem: str | None = None  # None: chosen from the image size
+    # recipe
+    recipe: str = "medmnist-v2"
+    epochs: int = 100
+    batch_size: int = 128
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "multistep"
+    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # fractions of epochs
+    gamma: float = 0.1
+    warmup: int = 0  # epochs of linear warm-up
+    label_smoothing: float = 0.0
+    mean: float = 0.5
+    std: float = 0.5
+    # data
+    augment: str = "none"
+    train_npz: str | None = None  # replaces the training split (e.g. an expanded npz)
+    synthetic: str | None = None  # npz of synthetic training samples added to the training split
+    synthetic_ratio: float | None = None  # synthetic samples as a fraction of the real train count
+    subset: int | None = None  # first n training samples, for quick experiments
+    as_rgb: bool = False
+    # engine
+    seed: int = 0
+    device: str = "auto"
+    amp: bool | None = None  # None: on where safe (CUDA; CPUs with bf16 support)
+    channels_last: bool | None = None  # None: on for CUDA
+    compile: bool = False
+    eval_batch_size: int | None = None  # None: scaled with the image size
+    name: str | None = None
+    out_dir: str = "runs"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_yaml(self, path: Path) -> None:
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise MedMNISTLabError(
+                f"unknown config fields {unknown}; valid fields: {', '.join(sorted(known))}"
+            )
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> RunConfig:
+        return cls.from_dict(yaml.safe_load(Path(path).read_text()))
+
+    def validate(self) -> None:
+        def bad(name: str, value: object, valid: str) -> MedMNISTLabError:
+            return MedMNISTLabError(f"invalid {name} {value!r}; {valid}")
+
+        from medmnist_lab.engine.schedule import OPTIMIZERS, SCHEDULES  # (imports this module)
+
+        self.optimizer = OPTIMIZERS.canonical(self.optimizer)
+        self.schedule = SCHEDULES.canonical(self.schedule)
+        for name in ("epochs", "batch_size", "width"):
+            if getattr(self, name) <= 0:
+                raise bad(name, getattr(self, name), "must be a positive integer")
+        if not self.lr > 0:
+            raise bad("lr", self.lr, "must be > 0")
+        if self.weight_decay < 0 or self.warmup < 0:
+            raise bad("weight_decay/warmup", (self.weight_decay, self.warmup), "must be >= 0")
+        if self.warmup >= self.epochs and self.warmup:
+            raise bad("warmup", self.warmup, f"must be fewer epochs than --epochs ({self.epochs})")
+        if not 0 <= self.label_smoothing < 1:
+            raise bad("label_smoothing", self.label_smoothing, "must be in [0, 1)")
+        if not 0 <= self.momentum < 1:
+            raise bad("momentum", self.momentum, "must be in [0, 1)")
+        if self.synthetic_ratio is not None and (
+            self.synthetic is None or self.synthetic_ratio <= 0
+        ):
+            raise bad("synthetic_ratio", self.synthetic_ratio, "needs --synthetic and must be > 0")
+        if any(not 0 < m < 1 for m in self.milestones):
+            raise bad("milestones", self.milestones, "must be fractions of the epochs in (0, 1)")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    description: str
+    overrides: dict[str, Any]
+
+
+RECIPES: Registry[Recipe] = Registry("recipe")
+RECIPES.add(
+    "medmnist-v2",
+    Recipe(
+        "the official MedMNIST v2 benchmark protocol: Adam lr 1e-3, batch 128, 100 epochs, "
+        "lr x0.1 at 50% and 75%, no augmentation, normalise mean .5 std .5, best val AUC",
+        dict(
+            optimizer="adam",
+            lr=1e-3,
+            batch_size=128,
+            epochs=100,
+            schedule="multistep",
+            milestones=[0.5, 0.75],
+            gamma=0.1,
+            weight_decay=0.0,
+            warmup=0,
+            label_smoothing=0.0,
+            augment="none",
+            mean=0.5,
+            std=0.5,
+        ),
+    ),
+)
+RECIPES.add(
+    "fast",
+    Recipe(
+        "a short schedule: AdamW lr 2e-3, weight decay 5e-4, one-cycle, 30 epochs, label smoothing .1",
+        dict(
+            optimizer="adamw",
+            lr=2e-3,
+            batch_size=128,
+            epochs=30,
+            schedule="onecycle",
+            weight_decay=5e-4,
+            warmup=0,
+            label_smoothing=0.1,
+            augment="none",
+            mean=0.5,
+            std=0.5,
+        ),
+    ),
+)
+
+
+def resolve_config(dataset: str, recipe: str = "medmnist-v2", **overrides: Any) -> RunConfig:
+    """Defaults <- recipe <- overrides (None values in overrides are ignored)."""
+    preset = RECIPES.get(recipe)
+    values = {**preset.overrides, **{k: v for k, v in overrides.items() if v is not None}}
+    known = {f.name for f in dataclasses.fields(RunConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise MedMNISTLabError(
+            f"unknown config fields {unknown}; valid fields: {', '.join(sorted(known))}"
+        )
+    config = RunConfig(dataset=dataset, recipe=RECIPES.canonical(recipe), **values)
+    config.validate()
+    return config

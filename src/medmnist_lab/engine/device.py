@@ -1,0 +1,74 @@
+"""Training device and precision choices, with one code path for CPU, CUDA and MPS."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from functools import cache
+
+import torch
+
+from medmnist_lab.errors import MedMNISTLabError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name not in DEVICES and not name.startswith("cuda:"):
+        raise MedMNISTLabError(f"unknown device '{name}'; choose one of: {', '.join(DEVICES)}")
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise MedMNISTLabError(
+            f"--device {name} was asked for, but CUDA is not available here; use --device cpu or auto"
+        )
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise MedMNISTLabError(
+            "--device mps was asked for, but Apple MPS is not available here; use --device cpu or auto"
+        )
+    return torch.device(name)
+
+
+@cache
+def cpu_has_bf16() -> bool:
+    """True on CPUs with native bf16 (avx512_bf16 or AMX), where bf16 autocast pays off."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@dataclass(frozen=True)
+class Precision:
+    dtype: torch.dtype | None  # None: full fp32
+    use_scaler: bool  # fp16 needs a gradient scaler, bf16 does not
+
+    @property
+    def name(self) -> str:
+        return "fp32" if self.dtype is None else str(self.dtype).removeprefix("torch.")
+
+
+def resolve_precision(device: torch.device, amp: bool | None) -> Precision:
+    if amp is False:
+        return Precision(None, False)
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return Precision(torch.bfloat16, False)
+        return Precision(torch.float16, True)
+    if device.type == "cpu" and (amp or cpu_has_bf16()):
+        return Precision(torch.bfloat16, False)
+    if device.type == "mps" and amp:
+        return Precision(torch.float16, False)
+    return Precision(None, False)
+
+
+def autocast(device: torch.device, precision: Precision):
+    if precision.dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=precision.dtype)

@@ -1,0 +1,75 @@
+"""Prediction and scoring: large batches under inference mode, official metrics plus extras."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medmnist_lab.data.arrays import SplitData
+from medmnist_lab.data.registry import DatasetInfo
+from medmnist_lab.engine.batcher import DeviceBatcher
+from medmnist_lab.engine.config import RunConfig
+from medmnist_lab.engine.device import Precision, autocast
+from medmnist_lab.metrics.extra import extra_metrics
+from medmnist_lab.metrics.official import Metrics, official_metrics, scores_from_logits
+from medmnist_lab.metrics.submission import write_submission
+
+
+def eval_batch_size(config: RunConfig) -> int:
+    if config.eval_batch_size:
+        return config.eval_batch_size
+    # ~1024 at 28 px, scaled by pixel count so activations stay bounded at 128/224 px.
+    return max(16, int(1024 * (28 / config.size) ** 2))
+
+
+@torch.inference_mode()
+def predict(
+    model: torch.nn.Module,
+    data: SplitData,
+    config: RunConfig,
+    device: torch.device,
+    precision: Precision,
+    channels_last: bool,
+) -> torch.Tensor:
+    """Logits (N, K) float32 on the CPU, in the order of the split."""
+    model.eval()
+    batches = DeviceBatcher(
+        data.images,
+        data.labels,
+        eval_batch_size(config),
+        device,
+        mean=config.mean,
+        std=config.std,
+        channels_last=channels_last,
+        memory_mapped=data.memory_mapped,
+    )
+    out = []
+    for x, _ in batches:
+        with autocast(device, precision):
+            out.append(model(x).float())
+    return torch.cat(out).cpu()
+
+
+@dataclass
+class SplitResult:
+    metrics: Metrics
+    scores: np.ndarray  # (N, K) float64 probabilities, what the official evaluator scores
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"auc": self.metrics.auc, "acc": self.metrics.acc, **self.extras}
+
+    def write_predictions(self, folder: Path, flag: str, size: int, split: str, run: str) -> Path:
+        return write_submission(folder, flag, size, split, self.scores, self.metrics, run)
+
+
+def score_split(logits: torch.Tensor, data: SplitData, info: DatasetInfo) -> SplitResult:
+    scores = scores_from_logits(logits, info.task)
+    y_true = data.labels.numpy()
+    metrics = official_metrics(y_true, scores, info.task)
+    extras = extra_metrics(y_true, scores, info.task, list(info.label_names))
+    return SplitResult(metrics, scores, extras)

@@ -1,0 +1,62 @@
+"""Run folder naming and the environment facts recorded in every summary."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medmnist_lab import __version__
+from medmnist_lab.data.registry import DatasetInfo
+from medmnist_lab.engine.config import RunConfig
+from medmnist_lab.errors import MedMNISTLabError
+from medmnist_lab.metrics.submission import check_run
+
+
+def run_dir_for(config: RunConfig, info: DatasetInfo) -> Path:
+    """`{out_dir}/{flag}_{size}/{model}/{name}`; an existing folder is never overwritten."""
+    name = config.name or f"{config.recipe}-s{config.seed}-{datetime.now():%Y%m%d-%H%M%S}"
+    check_run(name)  # the name goes into official prediction file names: refuse it before training
+    path = Path(config.out_dir) / f"{info.flag}_{config.size}" / config.model.lower() / name
+    if path.exists():
+        raise MedMNISTLabError(
+            f"run folder {path} already exists; pass --resume {path} to continue it, or another --name"
+        )
+    return path
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def environment_info() -> dict[str, Any]:
+    return {
+        "versions": {
+            "medmnist_lab": __version__,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+            "threads": torch.get_num_threads(),
+        },
+        "git_commit": git_commit(),
+    }
