@@ -1,0 +1,163 @@
+"""`medmnist-lab augment ...`: list, preview, expand."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from medmnist_lab.cli.common import add_command, add_group, add_root, add_size, positive_int
+from medmnist_lab.data.registry import SPLITS, get_dataset
+
+SPEC_HELP = (
+    "policy spec: one image policy, optionally joined with '+' to mixup and/or cutmix "
+    "(e.g. simple, autoaugment-imagenet+mixup); see `medmnist-lab augment list`"
+)
+SET_HELP = (
+    "override a magnitude, NAME=VALUE, repeatable (e.g. --set rotate=30 --set fill=0,0,0); "
+    "`augment list -v` shows the names, defaults and valid ranges"
+)
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from medmnist_lab.augment import POLICIES
+
+    rows = [["name", "kind", "what it does"]]
+    rows += [[n, POLICIES.get(n).kind, POLICIES.get(n).summary] for n in POLICIES]
+    print(_table(rows))
+    print("\ncombine one image policy with mixup and/or cutmix using '+', e.g. simple+mixup")
+    if args.verbose:
+        for n in POLICIES:
+            params = POLICIES.get(n).params
+            if not params:
+                continue
+            print(f"\n{n} (defaults at {args.size} px, {args.channels} channel(s)):")
+            rows = [["  name", "default", "valid", "meaning"]]
+            for p in params:
+                default = p.default_for(args.size, args.channels)
+                rows.append([f"  {p.name}", str(default), p.describe_range(args.size), p.help])
+            print(_table(rows))
+    return 0
+
+
+def _row_label(index: int, labels, info) -> str:
+    if info.is_multilabel:
+        found = [str(k) for k in labels.nonzero().flatten().tolist()]
+        return f"#{index} [{','.join(found) or '-'}]"
+    k = int(labels[0])
+    name = info.label_names[k]
+    return f"#{index} class {k}" if name == str(k) else f"#{index} {k}: {name}"
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from medmnist_lab.augment import build_augment, parse_magnitudes
+    from medmnist_lab.data.arrays import load_split
+    from medmnist_lab.data.montage import grid_image, save_image
+
+    info = get_dataset(args.name)
+    data = load_split(info, args.split, args.size, args.root)
+    aug = build_augment(args.policy, args.size, int(data.images.shape[1]), **parse_magnitudes(args.set))
+    pick = np.sort(np.random.default_rng(args.seed).choice(len(data), min(args.n, len(data)), replace=False))
+    originals = data.images[torch.from_numpy(pick)]
+    batch = originals.repeat_interleave(args.copies, 0)  # each original `copies` times in a row
+    generator = torch.Generator().manual_seed(args.seed)
+    out = aug.images(batch, generator)
+    if aug.mixes:  # show what the model would see: mixed with other images of the batch
+        labels = data.labels[torch.from_numpy(pick)].repeat_interleave(args.copies, 0)
+        targets = torch.zeros(len(out), info.n_classes)
+        if info.is_multilabel:
+            targets = labels.float()
+        else:
+            targets[torch.arange(len(out)), labels[:, 0]] = 1
+        mixed, _ = aug.mix(out.float() / 255, targets, generator)
+        out = (mixed * 255).round().clamp(0, 255).to(torch.uint8)
+    rows = [[originals[i], *out[i * args.copies : (i + 1) * args.copies]] for i in range(len(pick))]
+    names = [_row_label(int(i), data.labels[int(i)], info) for i in pick]
+    path = save_image(grid_image(rows, names, cell=max(args.cell, 16)), args.output)
+    print(
+        f"wrote {path}: {len(rows)} {info.flag} {args.split} images at {args.size} px (first "
+        f"column) and {args.copies} '{aug.spec}' versions of each"
+    )
+    return 0
+
+
+def cmd_expand(args: argparse.Namespace) -> int:
+    from medmnist_lab.augment import parse_magnitudes
+    from medmnist_lab.augment.expand import expand_dataset
+
+    path = expand_dataset(
+        args.name,
+        args.policy,
+        args.factor,
+        args.output,
+        size=args.size,
+        root=args.root,
+        seed=args.seed,
+        **parse_magnitudes(args.set),
+    )
+    print(
+        f"wrote {path}: train = originals + {args.factor} '{args.policy}' copies of each; "
+        f"val/test copied unchanged. Train on it with `medmnist-lab train {args.name} --train-npz {path}`"
+    )
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    _, group = add_group(sub, "augment", "list augmentation policies, preview them, expand a training split offline")
+
+    p = add_command(group, "list", "augmentation policies with one-line descriptions")
+    p.add_argument("-v", "--verbose", action="store_true", help="also list each policy's magnitudes")
+    add_size(p)
+    p.add_argument("--channels", type=int, choices=(1, 3), default=1, help="channel count for the defaults shown")
+    p.set_defaults(func=cmd_list)
+
+    p = add_command(
+        group,
+        "preview",
+        "save a grid: original images in the first column, augmented versions beside them",
+        description=(
+            "Save a grid of N images of a split (first column) and COPIES augmented versions of\n"
+            "each, drawn with per-sample randomness as in training: a look before a long run."
+        ),
+    )
+    p.add_argument("name", help="dataset flag, e.g. retinamnist")
+    p.add_argument("--policy", required=True, help=SPEC_HELP)
+    p.add_argument("-o", "--output", type=Path, required=True, help="output .png")
+    p.add_argument("--n", type=positive_int, default=8, help="number of original images (rows)")
+    p.add_argument("--copies", type=positive_int, default=7, help="augmented versions per image (columns)")
+    p.add_argument("--split", choices=SPLITS, default="train", help="split to draw the images from")
+    add_size(p)
+    p.add_argument("--cell", type=int, default=64, help="pixels per image in the grid")
+    p.add_argument("--seed", type=int, default=0, help="picks the images and the augmentations")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help=SET_HELP)
+    add_root(p)
+    p.set_defaults(func=cmd_preview)
+
+    p = add_command(
+        group,
+        "expand",
+        "write an npz whose train split is every original plus K augmented copies of each",
+        description=(
+            "Offline augmentation done right: the new train split keeps every original image\n"
+            "unchanged and adds FACTOR augmented copies of each, with their labels; val and test are\n"
+            "copied unchanged. The file is written atomically and marked as made by medmnist-lab,\n"
+            "so `medmnist-lab train DATASET --train-npz FILE` trains on it and evaluates on the\n"
+            "real val/test. Mixup/cutmix need soft labels and are applied online only."
+        ),
+    )
+    p.add_argument("name", help="dataset flag, e.g. breastmnist")
+    p.add_argument("--policy", required=True, help="image policy (no mixup/cutmix): " + SPEC_HELP)
+    p.add_argument("--factor", type=positive_int, required=True, help="augmented copies per original image (K)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output .npz")
+    add_size(p)
+    p.add_argument("--seed", type=int, default=0, help="seed of the augmentations")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help=SET_HELP)
+    add_root(p)
+    p.set_defaults(func=cmd_expand)
