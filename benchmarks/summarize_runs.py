@@ -21,6 +21,11 @@ def fmt(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
+def augment_name(value: str | dict) -> str:
+    """summary.json holds the spec string, or the policy's describe() dict with its spec."""
+    return value if isinstance(value, str) else str(value.get("spec", value))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folder", type=Path)
@@ -29,9 +34,20 @@ def main() -> None:
     for path in sorted(args.folder.rglob("summary.json")):
         s = json.loads(path.read_text())
         synthetic = s.get("data", {}).get("n_synthetic", 0)
-        key = (s["dataset"], s["size"], s["model"], s["recipe"], s.get("augment", "none"), synthetic, s["epochs"])
+        key = (
+            s["dataset"],
+            s["size"],
+            s["model"],
+            s["recipe"],
+            augment_name(s.get("augment", "none")),
+            synthetic,
+            s["epochs"],
+        )
         groups[key].append(s)
-    print("| dataset | size | model | recipe | augment | synthetic | epochs | seeds | test AUC | test ACC | best epochs | wall s/run |")
+    print(
+        "| dataset | size | model | recipe | augment | synthetic | epochs | seeds "
+        "| test AUC | test ACC | best epochs | wall s/run |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for key, runs in sorted(groups.items()):
         aucs = [r["metrics"]["test"]["auc"] for r in runs]

@@ -63,6 +63,11 @@ def test_same_seed_same_metrics_and_other_seed_differs(synthetic_root, tmp_path)
     assert not np.array_equal(a.test.scores, c.test.scores)
 
 
+def history_of(run: Path) -> list[tuple[float, float]]:
+    lines = (run / "history.jsonl").read_text().splitlines()
+    return [(h["train_loss"], h["val_auc"]) for h in map(json.loads, lines)]
+
+
 class Interrupt(Exception):
     pass
 
@@ -76,14 +81,19 @@ def test_resume_after_interruption_matches_uninterrupted_run(synthetic_root, tmp
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        fit(tiny_config("dermamnist", synthetic_root, tmp_path, name="cut", **cfg), progress=False, on_epoch_end=stop_after_1)
+        fit(
+            tiny_config("dermamnist", synthetic_root, tmp_path, name="cut", **cfg),
+            progress=False,
+            on_epoch_end=stop_after_1,
+        )
     cut_dir = tmp_path / "dermamnist_28" / "resnet18" / "cut"
     assert not (cut_dir / "summary.json").exists()
-    resumed = fit(tiny_config("dermamnist", synthetic_root, tmp_path, name="cut", **cfg), resume=cut_dir, progress=False)
+    resumed = fit(
+        tiny_config("dermamnist", synthetic_root, tmp_path, name="cut", **cfg), resume=cut_dir, progress=False
+    )
     assert metrics_of(resumed.summary) == metrics_of(full.summary)
     assert resumed.summary["resumed_from_epoch"] == 2
-    hist = lambda d: [(h["train_loss"], h["val_auc"]) for h in map(json.loads, (d / "history.jsonl").read_text().splitlines())]  # noqa: E731
-    assert hist(cut_dir) == hist(full.run_dir)
+    assert history_of(cut_dir) == history_of(full.run_dir)
 
 
 def test_resume_via_cli_and_config_mismatch(synthetic_root, tmp_path):
@@ -112,7 +122,8 @@ def test_evaluate_reproduces_summary_and_official_rescoring(synthetic_root, tmp_
     monkeypatch.setattr(Evaluator.__init__, "__defaults__", tuple(defaults))
     csv = next(result.run_dir.glob("retinamnist_test_*.csv"))
     official = Evaluator.parse_and_evaluate(str(csv))
-    assert (official.AUC, official.ACC) == (result.test.metrics.auc, result.test.metrics.acc)
+    ours = (result.test.metrics.auc, result.test.metrics.acc)
+    assert ours == (official.AUC, official.ACC)
 
 
 def test_checkpoint_for_another_dataset_is_refused(synthetic_root, tmp_path):
@@ -155,7 +166,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(synthetic_root, tm
         return loss * float("nan") if calls["n"] > steps_per_epoch else loss
 
     monkeypatch.setattr(train_mod, "task_loss", poisoned)
-    with pytest.raises(TrainingError, match="non-finite|nan"):
+    with pytest.raises(TrainingError, match=r"non-finite|nan"):
         fit(tiny_config("breastmnist", synthetic_root, tmp_path, name="nan", epochs=3), progress=False)
     last = load_checkpoint(tmp_path / "breastmnist_28" / "resnet18" / "nan" / "last.pt")
     assert last["epoch"] == 0
@@ -186,8 +197,25 @@ def test_cli_errors_exit_2_without_traceback(synthetic_root, tmp_path, capsys):
 
 
 def test_seed_spelling_and_existing_run_folder_is_not_overwritten(synthetic_root, tmp_path, capsys):
-    args = ["train", "breastmnist", "--model", "ResNet18", "--width", "4", "--epochs", "1", "--amp", "off",
-            "--root", str(synthetic_root), "--out-dir", str(tmp_path), "--name", "keep", "--no-progress"]
+    args = [
+        "train",
+        "breastmnist",
+        "--model",
+        "ResNet18",
+        "--width",
+        "4",
+        "--epochs",
+        "1",
+        "--amp",
+        "off",
+        "--root",
+        str(synthetic_root),
+        "--out-dir",
+        str(tmp_path),
+        "--name",
+        "keep",
+        "--no-progress",
+    ]
     assert main(args) == 0
     best = tmp_path / "breastmnist_28" / "resnet18" / "keep" / "best.pt"
     before = best.read_bytes()
@@ -215,7 +243,9 @@ def test_batcher_normalises_like_the_official_transform_and_covers_every_sample(
 
     images = torch.randint(0, 256, (37, 3, 8, 8), dtype=torch.uint8)
     labels = torch.arange(37)[:, None]
-    batches = DeviceBatcher(images, labels, 10, torch.device("cpu"), shuffle=True, generator=torch.Generator().manual_seed(0))
+    batches = DeviceBatcher(
+        images, labels, 10, torch.device("cpu"), shuffle=True, generator=torch.Generator().manual_seed(0)
+    )
     seen = torch.cat([y[:, 0] for _, y in batches])
     assert sorted(seen.tolist()) == list(range(37))
     official = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=[0.5] * 3, std=[0.5] * 3)])
@@ -232,8 +262,21 @@ def test_batcher_normalises_like_the_official_transform_and_covers_every_sample(
 
 
 def test_train_on_real_breastmnist_and_evaluate_cli(real_root, tmp_path, capsys):
-    args = ["train", "breastmnist", "--width", "8", "--epochs", "2", "--root", str(real_root),
-            "--out-dir", str(tmp_path), "--name", "real", "--no-progress"]
+    args = [
+        "train",
+        "breastmnist",
+        "--width",
+        "8",
+        "--epochs",
+        "2",
+        "--root",
+        str(real_root),
+        "--out-dir",
+        str(tmp_path),
+        "--name",
+        "real",
+        "--no-progress",
+    ]
     assert main(args) == 0
     run = tmp_path / "breastmnist_28" / "resnet18" / "real"
     summary = json.loads((run / "summary.json").read_text())
@@ -245,13 +288,46 @@ def test_train_on_real_breastmnist_and_evaluate_cli(real_root, tmp_path, capsys)
 
 def test_extra_training_data_hooks(synthetic_root, tmp_path):
     syn = write_npz(tmp_path / "syn.npz", "breastmnist", counts=(30, 1, 1), seed=9)
-    result = fit(tiny_config("breastmnist", synthetic_root, tmp_path, name="syn", epochs=1, synthetic=str(syn),
-                             synthetic_ratio=0.5), progress=False)
+    result = fit(
+        tiny_config(
+            "breastmnist", synthetic_root, tmp_path, name="syn", epochs=1, synthetic=str(syn), synthetic_ratio=0.5
+        ),
+        progress=False,
+    )
     data = result.summary["data"]
     assert data["n_real"] == 40 and data["n_synthetic"] == 20
     with pytest.raises(MedMNISTLabError, match="holds 30"):
-        fit(tiny_config("breastmnist", synthetic_root, tmp_path, name="syn2", synthetic=str(syn), synthetic_ratio=2.0),
-            progress=False)
+        fit(
+            tiny_config("breastmnist", synthetic_root, tmp_path, name="syn2", synthetic=str(syn), synthetic_ratio=2.0),
+            progress=False,
+        )
     # Validation and test still come from the real file.
     val_n = result.summary["metrics"]["val"]["n_samples"]
     assert val_n == 16
+
+
+def test_augmented_training_is_reproducible_and_resumable(synthetic_root, tmp_path):
+    cfg = dict(epochs=3, seed=2, augment="simple+cutmix", augment_params={"rotate": 20})
+    a = fit(tiny_config("breastmnist", synthetic_root, tmp_path, name="a", **cfg), progress=False)
+    b = fit(tiny_config("breastmnist", synthetic_root, tmp_path, name="b", **cfg), progress=False)
+    assert metrics_of(a.summary) == metrics_of(b.summary)
+    assert a.summary["augment"]["magnitudes"]["rotate"] == 20
+
+    def stop(epoch, record):
+        raise Interrupt
+
+    with pytest.raises(Interrupt):
+        fit(tiny_config("breastmnist", synthetic_root, tmp_path, name="c", **cfg), progress=False, on_epoch_end=stop)
+    run = tmp_path / "breastmnist_28" / "resnet18" / "c"
+    c = fit(tiny_config("breastmnist", synthetic_root, tmp_path, name="c", **cfg), resume=run, progress=False)
+    assert metrics_of(c.summary) == metrics_of(a.summary)
+    assert history_of(run) == history_of(a.run_dir)
+
+
+def test_bad_augmentation_magnitude_is_a_clear_cli_error(synthetic_root, tmp_path, capsys):
+    args = ["train", "breastmnist", "--root", str(synthetic_root), "--out-dir", str(tmp_path), "--no-progress"]
+    assert main([*args, "--augment", "autoaugment-imgnet"]) == 2
+    assert "autoaugment-imagenet" in capsys.readouterr().err
+    assert main([*args, "--augment", "simple", "--augment-set", "rotate=1000"]) == 2
+    err = capsys.readouterr().err
+    assert "rotate" in err and "Traceback" not in err

@@ -73,6 +73,7 @@ OVERRIDES: dict[str, tuple[type | object, str]] = {
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from medmnist_lab.augment import parse_magnitudes
     from medmnist_lab.engine import RunConfig, fit, resolve_config
     from medmnist_lab.engine.checkpoint import load_checkpoint
     from medmnist_lab.errors import MedMNISTLabError
@@ -81,18 +82,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         last = args.resume / "last.pt" if args.resume.is_dir() else args.resume
         config = RunConfig.from_dict(load_checkpoint(last)["config"])
         if args.dataset is not None and args.dataset.lower() != config.dataset:
-            raise MedMNISTLabError(
-                f"--resume {args.resume} is a {config.dataset} run, not {args.dataset}"
-            )
+            raise MedMNISTLabError(f"--resume {args.resume} is a {config.dataset} run, not {args.dataset}")
         result = fit(config, resume=last, progress=not args.no_progress)
     else:
         if args.dataset is None:
-            raise MedMNISTLabError(
-                "give a DATASET to train on (or --resume RUN_DIR); see `medmnist-lab datasets list`"
-            )
+            raise MedMNISTLabError("give a DATASET to train on (or --resume RUN_DIR); see `medmnist-lab datasets list`")
         overrides = {
-            flag.lstrip("-").replace("-", "_"): getattr(args, flag.lstrip("-").replace("-", "_"))
-            for flag in OVERRIDES
+            flag.lstrip("-").replace("-", "_"): getattr(args, flag.lstrip("-").replace("-", "_")) for flag in OVERRIDES
         }
         config = resolve_config(
             args.dataset,
@@ -112,13 +108,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             as_rgb=args.as_rgb or None,
             name=args.name,
             out_dir=str(args.out_dir),
+            augment_params=parse_magnitudes(args.augment_set) or None,
             **overrides,
         )
         result = fit(config, progress=not args.no_progress)
     m = result.summary["metrics"]
-    print(
-        f"\nrun: {result.run_dir}   best epoch: {result.best_epoch}   wall: {result.summary['wall_seconds']:.1f}s"
-    )
+    print(f"\nrun: {result.run_dir}   best epoch: {result.best_epoch}   wall: {result.summary['wall_seconds']:.1f}s")
     print(f"{'split':<6} {'AUC':>7} {'ACC':>7}")
     for split in ("train", "val", "test"):
         print(f"{split:<6} {m[split]['auc']:7.4f} {m[split]['acc']:7.4f}")
@@ -138,18 +133,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=_epilog(),
         formatter_class=HelpFormatter,
     )
-    p.add_argument(
-        "dataset", nargs="?", help="dataset flag, e.g. breastmnist (not needed with --resume)"
-    )
+    p.add_argument("dataset", nargs="?", help="dataset flag, e.g. breastmnist (not needed with --resume)")
     p.add_argument("--size", type=int, choices=SIZES, default=None, help="image size (default 28)")
-    p.add_argument(
-        "--model", default=None, help="resnet18 or resnet50 (default resnet18; ResNet18 also works)"
-    )
-    p.add_argument(
-        "--recipe", default="medmnist-v2", help="named preset; every field below overrides it"
-    )
+    p.add_argument("--model", default=None, help="resnet18 or resnet50 (default resnet18; ResNet18 also works)")
+    p.add_argument("--recipe", default="medmnist-v2", help="named preset; every field below overrides it")
     for flag, (kind, help_text) in OVERRIDES.items():
         p.add_argument(flag, type=kind, default=None, help=help_text)
+    p.add_argument(
+        "--augment-set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override an augmentation magnitude, repeatable (e.g. --augment-set rotate=30); see `augment list -v`",
+    )
     p.add_argument("--seed", type=int, default=None, help="seed for every RNG (default 0)")
     p.add_argument(
         "--train-npz",
@@ -169,9 +165,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="use R x (real train count) synthetic samples",
     )
-    p.add_argument(
-        "--subset", type=positive_int, default=None, help="train on the first N training samples"
-    )
+    p.add_argument("--subset", type=positive_int, default=None, help="train on the first N training samples")
     p.add_argument("--as-rgb", action="store_true", help="repeat grayscale images to 3 channels")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or mps (default auto)")
     p.add_argument(
@@ -191,9 +185,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--name", default=None, help="run folder name (default: recipe-seed-timestamp)")
     p.add_argument("--out-dir", type=Path, default=Path("runs"), help="folder holding run folders")
-    p.add_argument(
-        "--resume", type=Path, default=None, metavar="RUN_DIR", help="continue an interrupted run"
-    )
+    p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue an interrupted run")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
     add_root(p)
     p.set_defaults(func=cmd_train)

@@ -30,9 +30,7 @@ class EvalResult:
         return {"checkpoint": str(self.checkpoint), "split": self.split, **self.result.to_dict()}
 
 
-def load_model(
-    checkpoint: str | Path, device: str = "cpu"
-) -> tuple[torch.nn.Module, dict[str, Any]]:
+def load_model(checkpoint: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild the model of a checkpoint with its weights; returns (model in eval mode, state)."""
     state = load_checkpoint(checkpoint)
     config = RunConfig.from_dict(state["config"])
@@ -63,9 +61,7 @@ def evaluate(
         config.device = device
     if dataset is not None or size is not None:
         info = get_dataset(dataset or config.dataset)
-        check_compatible(
-            state, info.flag, size or config.size, info.n_classes, f"checkpoint {checkpoint}"
-        )
+        check_compatible(state, info.flag, size or config.size, info.n_classes, f"checkpoint {checkpoint}")
     info = get_dataset(config.dataset, warn_alias=False)
     check_compatible(state, info.flag, config.size, info.n_classes, f"checkpoint {checkpoint}")
     dev = resolve_device(config.device)

@@ -25,9 +25,7 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(
-    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
-) -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -40,19 +38,13 @@ def load_checkpoint(
             "medmnist-lab checkpoints never do, so the file is foreign or tampered with"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})"
-        ) from None
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{path} is not a medmnist-lab checkpoint (format {FORMAT!r} expected)"
-        )
+        raise CheckpointError(f"{path} is not a medmnist-lab checkpoint (format {FORMAT!r} expected)")
     return state
 
 
-def check_compatible(
-    state: dict[str, Any], flag: str, size: int, n_classes: int, what: str
-) -> None:
+def check_compatible(state: dict[str, Any], flag: str, size: int, n_classes: int, what: str) -> None:
     """Refuse a checkpoint made for another dataset, size or class count."""
     ds = state["dataset"]
     problems = []
@@ -63,6 +55,4 @@ def check_compatible(
     if ds["n_classes"] != n_classes:
         problems.append(f"{ds['n_classes']} classes (not {n_classes})")
     if problems:
-        raise CheckpointError(
-            f"{what} was trained on {', '.join(problems)}; it cannot be used here"
-        )
+        raise CheckpointError(f"{what} was trained on {', '.join(problems)}; it cannot be used here")

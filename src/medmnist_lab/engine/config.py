@@ -44,6 +44,8 @@ class RunConfig:
     std: float = 0.5
     # data
     augment: str = "none"
+    augment_params: dict[str, Any] = field(default_factory=dict)  # magnitudes, e.g. {"rotate": 30}
+    augment_params: dict[str, Any] = field(default_factory=dict)  # magnitudes, e.g. {"rotate": 30}
     train_npz: str | None = None  # replaces the training split (e.g. an expanded npz)
     synthetic: str | None = None  # npz of synthetic training samples added to the training split
     synthetic_ratio: float | None = None  # synthetic samples as a fraction of the real train count
@@ -70,9 +72,7 @@ class RunConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise MedMNISTLabError(
-                f"unknown config fields {unknown}; valid fields: {', '.join(sorted(known))}"
-            )
+            raise MedMNISTLabError(f"unknown config fields {unknown}; valid fields: {', '.join(sorted(known))}")
         return cls(**data)
 
     @classmethod
@@ -100,9 +100,7 @@ class RunConfig:
             raise bad("label_smoothing", self.label_smoothing, "must be in [0, 1)")
         if not 0 <= self.momentum < 1:
             raise bad("momentum", self.momentum, "must be in [0, 1)")
-        if self.synthetic_ratio is not None and (
-            self.synthetic is None or self.synthetic_ratio <= 0
-        ):
+        if self.synthetic_ratio is not None and (self.synthetic is None or self.synthetic_ratio <= 0):
             raise bad("synthetic_ratio", self.synthetic_ratio, "needs --synthetic and must be > 0")
         if any(not 0 < m < 1 for m in self.milestones):
             raise bad("milestones", self.milestones, "must be fractions of the epochs in (0, 1)")
@@ -165,9 +163,7 @@ def resolve_config(dataset: str, recipe: str = "medmnist-v2", **overrides: Any) 
     known = {f.name for f in dataclasses.fields(RunConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise MedMNISTLabError(
-            f"unknown config fields {unknown}; valid fields: {', '.join(sorted(known))}"
-        )
+        raise MedMNISTLabError(f"unknown config fields {unknown}; valid fields: {', '.join(sorted(known))}")
     config = RunConfig(dataset=dataset, recipe=RECIPES.canonical(recipe), **values)
     config.validate()
     return config

@@ -42,9 +42,7 @@ def load_train_data(config: RunConfig, info: DatasetInfo) -> TrainData:
     if config.synthetic is None:
         return TrainData(real.images, real.labels, real.memory_mapped, provenance)
 
-    syn = load_split(
-        info, "train", config.size, path=config.synthetic, as_rgb=config.as_rgb, mmap=False
-    )
+    syn = load_split(info, "train", config.size, path=config.synthetic, as_rgb=config.as_rgb, mmap=False)
     n_syn = len(syn)
     if config.synthetic_ratio is not None:
         n_syn = round(config.synthetic_ratio * len(real))
@@ -54,11 +52,7 @@ def load_train_data(config: RunConfig, info: DatasetInfo) -> TrainData:
                 f"({config.synthetic_ratio} x {len(real)} real), but {config.synthetic} holds {len(syn)}"
             )
     # A seeded choice, so the same config always uses the same synthetic images.
-    pick = (
-        torch.randperm(len(syn), generator=torch.Generator().manual_seed(config.seed))[:n_syn]
-        .sort()
-        .values
-    )
+    pick = torch.randperm(len(syn), generator=torch.Generator().manual_seed(config.seed))[:n_syn].sort().values
     images = torch.cat([real.images.contiguous(), syn.images[pick]])
     labels = torch.cat([real.labels, syn.labels[pick]])
     provenance.update(

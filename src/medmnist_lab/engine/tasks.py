@@ -18,9 +18,7 @@ def dense_targets(y: torch.Tensor, n_classes: int, multilabel: bool) -> torch.Te
     return F.one_hot(y[:, 0], n_classes).float()
 
 
-def task_loss(
-    logits: torch.Tensor, y: torch.Tensor, multilabel: bool, label_smoothing: float = 0.0
-) -> torch.Tensor:
+def task_loss(logits: torch.Tensor, y: torch.Tensor, multilabel: bool, label_smoothing: float = 0.0) -> torch.Tensor:
     """y: (B, L) int64 labels, or (B, K) float soft targets."""
     logits = logits.float()  # losses in fp32 even under autocast
     if multilabel:

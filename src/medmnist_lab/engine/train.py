@@ -88,9 +88,7 @@ def train_one_epoch(
     for x, y in tqdm(batches, desc="  train", leave=False, disable=not progress, unit="batch"):
         target: torch.Tensor = y
         if augment is not None and augment.mixes:
-            x, target = augment.mix(
-                x, dense_targets(y, info.n_classes, info.is_multilabel), aug_generator
-            )
+            x, target = augment.mix(x, dense_targets(y, info.n_classes, info.is_multilabel), aug_generator)
         with autocast(device, precision):
             logits = model(x)
         loss = task_loss(logits, target, info.is_multilabel, config.label_smoothing)
@@ -139,11 +137,7 @@ def fit(
         check_compatible(state, info.flag, config.size, info.n_classes, f"checkpoint {last}")
         saved = RunConfig.from_dict(state["config"])
         if saved != config:
-            diff = {
-                k: (v, getattr(config, k))
-                for k, v in saved.to_dict().items()
-                if getattr(config, k) != v
-            }
+            diff = {k: (v, getattr(config, k)) for k, v in saved.to_dict().items() if getattr(config, k) != v}
             raise MedMNISTLabError(
                 f"--resume: the run's config differs from this one: {diff}; resume with the saved config"
             )
@@ -163,9 +157,10 @@ def fit(
         from medmnist_lab.augment import build_augment
 
         augment = build_augment(
-            config.augment, image_size=config.size, channels=int(train.images.shape[1])
+            config.augment, image_size=config.size, channels=int(train.images.shape[1]), **config.augment_params
         )
-        aug_generator = torch.Generator(device=device).manual_seed(config.seed + 1)
+        # A CPU generator: the same seed draws the same augmentations on CPU and GPU.
+        aug_generator = torch.Generator().manual_seed(config.seed + 1)
     shuffle_gen = torch.Generator().manual_seed(config.seed)
     train_batches = DeviceBatcher(
         train.images,
@@ -220,9 +215,7 @@ def fit(
             "best_epoch": best_epoch,
             "rng": {
                 "shuffle": shuffle_gen.get_state(),
-                "augment": aug_generator.get_state()
-                if aug_generator is not None
-                else torch.empty(0),
+                "augment": aug_generator.get_state() if aug_generator is not None else torch.empty(0),
                 "torch": torch.get_rng_state(),
             },
             "config": config.to_dict(),
@@ -264,9 +257,7 @@ def fit(
                 "try a lower --lr or --amp off"
             )
         train_seconds = time.perf_counter() - t0
-        val_result = score_split(
-            predict(model, val, config, device, precision, channels_last), val, info
-        )
+        val_result = score_split(predict(model, val, config, device, precision, channels_last), val, info)
         seconds = time.perf_counter() - t0
         record = {
             "epoch": epoch,
@@ -302,9 +293,7 @@ def fit(
     results: dict[str, SplitResult] = {}
     for split in ("val", "test", "train"):
         data = val if split == "val" else load_eval_split(config, info, split)
-        results[split] = score_split(
-            predict(model, data, config, device, precision, channels_last), data, info
-        )
+        results[split] = score_split(predict(model, data, config, device, precision, channels_last), data, info)
     run_name = run_dir.name
     for split in ("val", "test"):
         results[split].write_predictions(run_dir, info.flag, config.size, split, run_name)
@@ -322,7 +311,7 @@ def fit(
         "wall_seconds": elapsed_before + wall,
         "resumed_from_epoch": start_epoch if state is not None else None,
         "data": train.provenance,
-        "augment": config.augment,
+        "augment": augment.describe() if augment is not None else "none",
         "device": str(device),
         "precision": precision.name,
         "channels_last": channels_last,
