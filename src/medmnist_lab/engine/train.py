@@ -11,18 +11,19 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from medmnist_lab.data.arrays import SplitData
 from medmnist_lab.data.registry import DatasetInfo, get_dataset
 from medmnist_lab.engine.batcher import DeviceBatcher
 from medmnist_lab.engine.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from medmnist_lab.engine.config import RunConfig
-from medmnist_lab.engine.data import load_eval_split, load_train_data
+from medmnist_lab.engine.data import TrainData, load_eval_split, load_train_data
 from medmnist_lab.engine.device import Precision, autocast, resolve_device, resolve_precision
 from medmnist_lab.engine.evaluation import SplitResult, predict, score_split
 from medmnist_lab.engine.runinfo import environment_info, run_dir_for
@@ -67,44 +68,182 @@ def dataset_meta(config: RunConfig, info: DatasetInfo) -> dict[str, Any]:
     }
 
 
-def train_one_epoch(
-    model: torch.nn.Module,
-    batches: DeviceBatcher,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    scaler: torch.amp.GradScaler | None,
-    device: torch.device,
-    precision: Precision,
-    info: DatasetInfo,
-    config: RunConfig,
-    augment: Any,
-    aug_generator: torch.Generator | None,
-    progress: bool,
-) -> float:
+@dataclass
+class Session:
+    """What a run trains with, built from its config; its mutable part round-trips a checkpoint."""
+
+    config: RunConfig
+    info: DatasetInfo
+    device: torch.device
+    precision: Precision
+    channels_last: bool
+    model: torch.nn.Module
+    step_model: torch.nn.Module  # the compiled model with --compile, else `model`
+    train: TrainData
+    val: SplitData
+    batches: DeviceBatcher
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+    shuffle_gen: torch.Generator
+    augment: Any = None
+    aug_generator: torch.Generator | None = None
+    # progress: the next epoch, the best validation score so far, seconds spent before a resume
+    next_epoch: int = 0
+    best_auc: float = -math.inf
+    best_epoch: int = -1
+    elapsed_before: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+
+    def state_dict(self, epoch: int) -> dict[str, Any]:
+        """Only tensors and plain data, so the checkpoint loads with weights_only=True."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+            "epoch": epoch,
+            "best_auc": self.best_auc,
+            "best_epoch": self.best_epoch,
+            "rng": {
+                "shuffle": self.shuffle_gen.get_state(),
+                "augment": self.aug_generator.get_state() if self.aug_generator is not None else torch.empty(0),
+                "torch": torch.get_rng_state(),
+            },
+            "config": self.config.to_dict(),
+            "dataset": dataset_meta(self.config, self.info),
+            "precision": self.precision.name,
+            "elapsed_seconds": self.elapsed_seconds,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.shuffle_gen.set_state(state["rng"]["shuffle"])
+        if self.aug_generator is not None:
+            self.aug_generator.set_state(state["rng"]["augment"])  # states are CPU byte tensors
+        torch.set_rng_state(state["rng"]["torch"])
+        self.next_epoch = state["epoch"] + 1
+        self.best_auc, self.best_epoch = state["best_auc"], state["best_epoch"]
+        self.elapsed_before = state["elapsed_seconds"]
+        self.started = time.perf_counter()
+
+    @property
+    def elapsed_seconds(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def score(self, data: SplitData) -> SplitResult:
+        logits = predict(self.model, data, self.config, self.device, self.precision, self.channels_last)
+        return score_split(logits, data, self.info)
+
+
+def build_session(config: RunConfig, info: DatasetInfo) -> Session:
+    device = resolve_device(config.device)
+    precision = resolve_precision(device, config.amp)
+    channels_last = device.type == "cuda" if config.channels_last is None else config.channels_last
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    torch.manual_seed(config.seed)
+    model = build_model(config, info).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    train = load_train_data(config, info)
+    val = load_eval_split(config, info, "val")
+    augment, aug_generator = None, None
+    if config.augment != "none":
+        from medmnist_lab.augment import build_augment
+
+        channels = int(train.images.shape[1])
+        augment = build_augment(config.augment, image_size=config.size, channels=channels, **config.augment_params)
+        # A CPU generator: the same seed draws the same augmentations on CPU and GPU.
+        aug_generator = torch.Generator().manual_seed(config.seed + 1)
+    shuffle_gen = torch.Generator().manual_seed(config.seed)
+    batches = DeviceBatcher(
+        train.images,
+        train.labels,
+        config.batch_size,
+        device,
+        shuffle=True,
+        generator=shuffle_gen,
+        mean=config.mean,
+        std=config.std,
+        augment=augment,
+        aug_generator=aug_generator,
+        channels_last=channels_last,
+        memory_mapped=train.memory_mapped,
+    )
+    optimizer = build_optimizer(model, config)
+    return Session(
+        config=config,
+        info=info,
+        device=device,
+        precision=precision,
+        channels_last=channels_last,
+        model=model,
+        step_model=torch.compile(model) if config.compile else model,
+        train=train,
+        val=val,
+        batches=batches,
+        optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, config, len(batches)),
+        scaler=torch.amp.GradScaler(device.type) if precision.use_scaler else None,
+        shuffle_gen=shuffle_gen,
+        augment=augment,
+        aug_generator=aug_generator,
+    )
+
+
+def train_one_epoch(s: Session, progress: bool) -> float:
     """One pass over the training batches; returns the mean training loss (may be non-finite)."""
-    model.train()
-    loss_sum = torch.zeros((), device=device)
+    s.step_model.train()
+    info = s.info
+    loss_sum = torch.zeros((), device=s.device)
     seen = 0
-    for x, y in tqdm(batches, desc="  train", leave=False, disable=not progress, unit="batch"):
+    for x, y in tqdm(s.batches, desc="  train", leave=False, disable=not progress, unit="batch"):
         target: torch.Tensor = y
-        if augment is not None and augment.mixes:
-            x, target = augment.mix(x, dense_targets(y, info.n_classes, info.is_multilabel), aug_generator)
-        with autocast(device, precision):
-            logits = model(x)
-        loss = task_loss(logits, target, info.is_multilabel, config.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+        if s.augment is not None and s.augment.mixes:
+            x, target = s.augment.mix(x, dense_targets(y, info.n_classes, info.is_multilabel), s.aug_generator)
+        with autocast(s.device, s.precision):
+            logits = s.step_model(x)
+        loss = task_loss(logits, target, info.is_multilabel, s.config.label_smoothing)
+        s.optimizer.zero_grad(set_to_none=True)
+        if s.scaler is not None:
+            s.scaler.scale(loss).backward()
+            s.scaler.step(s.optimizer)
+            s.scaler.update()
         else:
             loss.backward()
-            optimizer.step()
-        scheduler.step()
+            s.optimizer.step()
+        s.scheduler.step()
         # Accumulated on the device: no host sync per step.
         loss_sum += loss.detach() * x.shape[0]
         seen += x.shape[0]
     return float(loss_sum) / max(seen, 1)
+
+
+def open_run(config: RunConfig, info: DatasetInfo, resume: str | Path | None) -> tuple[Path, dict[str, Any] | None]:
+    """The run folder, and the state to continue from when resuming (its config must match)."""
+    if resume is None:
+        return run_dir_for(config, info), None
+    last = Path(resume) / "last.pt" if Path(resume).is_dir() else Path(resume)
+    state = load_checkpoint(last)
+    check_compatible(state, info.flag, config.size, info.n_classes, f"checkpoint {last}")
+    saved = RunConfig.from_dict(state["config"])
+    if saved != config:
+        diff = {k: (v, getattr(config, k)) for k, v in saved.to_dict().items() if getattr(config, k) != v}
+        raise MedMNISTLabError(
+            f"--resume: the run's config differs from this one: {diff}; resume with the saved config"
+        )
+    return last.parent, state
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
 
 
 def fit(
@@ -124,132 +263,27 @@ def fit(
     info = get_dataset(config.dataset)
     config.dataset = info.flag
     info.check_size(config.size)
-    device = resolve_device(config.device)
-    precision = resolve_precision(device, config.amp)
-    channels_last = device.type == "cuda" if config.channels_last is None else config.channels_last
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-
-    state = None
-    if resume is not None:
-        last = Path(resume) / "last.pt" if Path(resume).is_dir() else Path(resume)
-        state = load_checkpoint(last)
-        check_compatible(state, info.flag, config.size, info.n_classes, f"checkpoint {last}")
-        saved = RunConfig.from_dict(state["config"])
-        if saved != config:
-            diff = {k: (v, getattr(config, k)) for k, v in saved.to_dict().items() if getattr(config, k) != v}
-            raise MedMNISTLabError(
-                f"--resume: the run's config differs from this one: {diff}; resume with the saved config"
-            )
-        run_dir = last.parent
-    else:
-        run_dir = run_dir_for(config, info)
-
-    torch.manual_seed(config.seed)
-    model = build_model(config, info).to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    train = load_train_data(config, info)
-    val = load_eval_split(config, info, "val")
-    augment = None
-    aug_generator = None
-    if config.augment != "none":
-        from medmnist_lab.augment import build_augment
-
-        augment = build_augment(
-            config.augment, image_size=config.size, channels=int(train.images.shape[1]), **config.augment_params
-        )
-        # A CPU generator: the same seed draws the same augmentations on CPU and GPU.
-        aug_generator = torch.Generator().manual_seed(config.seed + 1)
-    shuffle_gen = torch.Generator().manual_seed(config.seed)
-    train_batches = DeviceBatcher(
-        train.images,
-        train.labels,
-        config.batch_size,
-        device,
-        shuffle=True,
-        generator=shuffle_gen,
-        mean=config.mean,
-        std=config.std,
-        augment=augment,
-        aug_generator=aug_generator,
-        channels_last=channels_last,
-        memory_mapped=train.memory_mapped,
-    )
-    optimizer = build_optimizer(model, config)
-    scheduler = build_scheduler(optimizer, config, len(train_batches))
-    scaler = torch.amp.GradScaler(device.type) if precision.use_scaler else None
-    step_model = torch.compile(model) if config.compile else model
-
-    start_epoch, best_auc, best_epoch, elapsed_before = 0, -math.inf, -1, 0.0
-    meta = dataset_meta(config, info)
+    run_dir, state = open_run(config, info, resume)
+    s = build_session(config, info)
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        shuffle_gen.set_state(state["rng"]["shuffle"])
-        if aug_generator is not None:
-            aug_generator.set_state(state["rng"]["augment"])  # states are CPU byte tensors
-        torch.set_rng_state(state["rng"]["torch"])
-        start_epoch, best_auc, best_epoch = (
-            state["epoch"] + 1,
-            state["best_auc"],
-            state["best_epoch"],
-        )
-        elapsed_before = state["elapsed_seconds"]
+        s.load_state_dict(state)
     else:
         run_dir.mkdir(parents=True, exist_ok=False)
         config.to_yaml(run_dir / "config.yaml")
         (run_dir / "history.jsonl").write_text("")
 
-    def snapshot(epoch: int) -> dict[str, Any]:
-        return {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else {},
-            "epoch": epoch,
-            "best_auc": best_auc,
-            "best_epoch": best_epoch,
-            "rng": {
-                "shuffle": shuffle_gen.get_state(),
-                "augment": aug_generator.get_state() if aug_generator is not None else torch.empty(0),
-                "torch": torch.get_rng_state(),
-            },
-            "config": config.to_dict(),
-            "dataset": meta,
-            "precision": precision.name,
-            "elapsed_seconds": elapsed_before + time.perf_counter() - t_start,
-        }
-
-    t_start = time.perf_counter()
     bar = tqdm(
-        range(start_epoch, config.epochs),
+        range(s.next_epoch, config.epochs),
         desc=f"{info.flag}_{config.size} {config.model}",
-        initial=start_epoch,
+        initial=s.next_epoch,
         total=config.epochs,
         disable=not progress,
         unit="epoch",
     )
     for epoch in bar:
         t0 = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
-        train_loss = train_one_epoch(
-            step_model,
-            train_batches,
-            optimizer,
-            scheduler,
-            scaler,
-            device,
-            precision,
-            info,
-            config,
-            augment,
-            aug_generator,
-            progress,
-        )
+        lr = s.optimizer.param_groups[0]["lr"]
+        train_loss = train_one_epoch(s, progress)
         if not math.isfinite(train_loss):
             raise TrainingError(
                 f"the training loss became {train_loss} in epoch {epoch}; stopped. The last good "
@@ -257,65 +291,67 @@ def fit(
                 "try a lower --lr or --amp off"
             )
         train_seconds = time.perf_counter() - t0
-        val_result = score_split(predict(model, val, config, device, precision, channels_last), val, info)
-        seconds = time.perf_counter() - t0
+        val = s.score(s.val).metrics
         record = {
             "epoch": epoch,
             "train_loss": train_loss,
-            "val_auc": val_result.metrics.auc,
-            "val_acc": val_result.metrics.acc,
+            "val_auc": val.auc,
+            "val_acc": val.acc,
             "lr": lr,
-            "seconds": seconds,
-            "images_per_s": len(train.labels) / train_seconds,
+            "seconds": time.perf_counter() - t0,
+            "images_per_s": len(s.train.labels) / train_seconds,
         }
         # A NaN AUC (a class absent from val) counts as the worst score, never as a winner.
-        score = val_result.metrics.auc if math.isfinite(val_result.metrics.auc) else -math.inf
-        if score > best_auc or best_epoch < 0:
-            best_auc, best_epoch = score, epoch
-            save_checkpoint(snapshot(epoch), run_dir / "best.pt")
-        save_checkpoint(snapshot(epoch), run_dir / "last.pt")
+        score = val.auc if math.isfinite(val.auc) else -math.inf
+        if score > s.best_auc or s.best_epoch < 0:
+            s.best_auc, s.best_epoch = score, epoch
+            save_checkpoint(s.state_dict(epoch), run_dir / "best.pt")
+        save_checkpoint(s.state_dict(epoch), run_dir / "last.pt")
         with open(run_dir / "history.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         bar.set_postfix(
             loss=f"{train_loss:.4f}",
-            val_auc=f"{record['val_auc']:.4f}",
-            best=f"{best_auc:.4f}@{best_epoch}",
+            val_auc=f"{val.auc:.4f}",
+            best=f"{s.best_auc:.4f}@{s.best_epoch}",
             img_s=f"{record['images_per_s']:.0f}",
         )
         if on_epoch_end is not None:
             on_epoch_end(epoch, record)
     bar.close()
-    wall = time.perf_counter() - t_start
+    return finish(s, run_dir, resumed_from=None if state is None else state["epoch"] + 1)
 
-    # Final scoring with the best-validation checkpoint; the test split is scored here, once.
-    best = load_checkpoint(run_dir / "best.pt", map_location=device)
-    model.load_state_dict(best["model"])
-    results: dict[str, SplitResult] = {}
-    for split in ("val", "test", "train"):
-        data = val if split == "val" else load_eval_split(config, info, split)
-        results[split] = score_split(predict(model, data, config, device, precision, channels_last), data, info)
-    run_name = run_dir.name
+
+def finish(s: Session, run_dir: Path, resumed_from: int | None) -> RunResult:
+    """Score the best-validation checkpoint on val, test and train (the test split only here,
+    once), write the official prediction files and summary.json."""
+    wall = s.elapsed_seconds
+    best = load_checkpoint(run_dir / "best.pt", map_location=s.device)
+    s.model.load_state_dict(best["model"])
+    results = {
+        split: s.score(s.val if split == "val" else load_eval_split(s.config, s.info, split))
+        for split in ("val", "test", "train")
+    }
     for split in ("val", "test"):
-        results[split].write_predictions(run_dir, info.flag, config.size, split, run_name)
-
+        results[split].write_predictions(run_dir, s.info.flag, s.config.size, split, run_dir.name)
+    c = s.config
     summary = {
-        "run": run_name,
-        "dataset": info.flag,
-        "size": config.size,
-        "model": config.model,
-        "recipe": config.recipe,
-        "seed": config.seed,
+        "run": run_dir.name,
+        "dataset": s.info.flag,
+        "size": c.size,
+        "model": c.model,
+        "recipe": c.recipe,
+        "seed": c.seed,
         "best_epoch": best["epoch"],
-        "epochs": config.epochs,
-        "metrics": {s: r.to_dict() for s, r in results.items()},
-        "wall_seconds": elapsed_before + wall,
-        "resumed_from_epoch": start_epoch if state is not None else None,
-        "data": train.provenance,
-        "augment": augment.describe() if augment is not None else "none",
-        "device": str(device),
-        "precision": precision.name,
-        "channels_last": channels_last,
+        "epochs": c.epochs,
+        "metrics": {split: r.to_dict() for split, r in results.items()},
+        "wall_seconds": wall,
+        "resumed_from_epoch": resumed_from,
+        "data": s.train.provenance,
+        "augment": s.augment.describe() if s.augment is not None else "none",
+        "device": str(s.device),
+        "precision": s.precision.name,
+        "channels_last": s.channels_last,
         **environment_info(),
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(run_dir / "summary.json", summary)
     return RunResult(run_dir, summary, best["epoch"], results["val"], results["test"])
