@@ -38,8 +38,13 @@ def make_arrays(flag: str, size: int, n: int, seed: int = 0) -> tuple[np.ndarray
 
 
 def write_npz(
-    path: Path, flag: str, size: int = 28, counts: tuple[int, int, int] = (40, 16, 16), seed: int = 0,
-    official_counts: bool = False, compressed: bool = True,
+    path: Path,
+    flag: str,
+    size: int = 28,
+    counts: tuple[int, int, int] = (40, 16, 16),
+    seed: int = 0,
+    official_counts: bool = False,
+    compressed: bool = True,
 ) -> Path:
     """Write a synthetic file. With official_counts the registry's split sizes are used and no
     medmnist-lab marker is written, so it passes the strict checks of an official file."""

@@ -48,9 +48,7 @@ def _raw(path: Path) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.parametrize("flag", FLAGS)
-def test_every_task_type_loads_to_nchw_uint8_and_int64_labels(
-    flag: str, synthetic_root: Path
-) -> None:
+def test_every_task_type_loads_to_nchw_uint8_and_int64_labels(flag: str, synthetic_root: Path) -> None:
     info = get_dataset(flag)
     raw = _raw(synthetic_root / f"{flag}.npz")
     splits = load_all(flag, 28, synthetic_root)
@@ -340,9 +338,7 @@ def test_contents_that_disagree_with_the_registry(
 
 def test_wrong_sample_count_of_an_official_looking_file(tmp_path: Path) -> None:
     _save(tmp_path / "breastmnist.npz", _arrays("breastmnist"), ours=False)
-    with pytest.raises(
-        DataFileError, match="train has 40 samples, the official breastmnist has 546"
-    ):
+    with pytest.raises(DataFileError, match="train has 40 samples, the official breastmnist has 546"):
         load_split("breastmnist", "train", 28, tmp_path)
 
 

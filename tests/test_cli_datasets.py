@@ -42,9 +42,7 @@ def real_copy(real_root: Path, tmp_path: Path) -> Path:
 # --- list / info ----------------------------------------------------------------------------
 
 
-def test_list_shows_all_datasets_and_local_sizes(
-    capsys: pytest.CaptureFixture[str], synthetic_root: Path
-) -> None:
+def test_list_shows_all_datasets_and_local_sizes(capsys: pytest.CaptureFixture[str], synthetic_root: Path) -> None:
     rc, out, _ = _run(capsys, "datasets", "list", "--root", str(synthetic_root))
     assert rc == 0
     rows = {line.split()[0]: line.split() for line in out.splitlines()[2:14]}
@@ -63,24 +61,18 @@ def test_info_without_the_file(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     assert "datasets download dermamnist" in out
 
 
-def test_info_counts_classes_per_split(
-    capsys: pytest.CaptureFixture[str], synthetic_root: Path
-) -> None:
+def test_info_counts_classes_per_split(capsys: pytest.CaptureFixture[str], synthetic_root: Path) -> None:
     rc, out, _ = _run(capsys, "datasets", "info", "dermamnist", "--root", str(synthetic_root))
     assert rc == 0
     with np.load(synthetic_root / "dermamnist.npz") as npz:
-        want = {
-            s: np.bincount(npz[f"{s}_labels"][:, 0], minlength=7) for s in ("train", "val", "test")
-        }
+        want = {s: np.bincount(npz[f"{s}_labels"][:, 0], minlength=7) for s in ("train", "val", "test")}
     for k in range(7):
         line = next(ln for ln in out.splitlines() if ln.startswith(f"{k} "))
         assert line.split()[-3:] == [str(want[s][k]) for s in ("train", "val", "test")]
 
 
 def test_info_on_real_file(capsys: pytest.CaptureFixture[str], real_root: Path) -> None:
-    rc, out, _ = _run(
-        capsys, "datasets", "info", "breastmnist", "--size", "64", "--root", str(real_root)
-    )
+    rc, out, _ = _run(capsys, "datasets", "info", "breastmnist", "--size", "64", "--root", str(real_root))
     assert rc == 0
     with np.load(real_root / "breastmnist_64.npz") as npz:
         benign = int((npz["train_labels"] == 1).sum())
@@ -125,9 +117,7 @@ def test_montage_writes_a_png(
         assert len(colours) > 10, "it drew images, not a blank canvas"
 
 
-def test_montage_missing_file_is_one_line(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
+def test_montage_missing_file_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     rc, _, err = _run(
         capsys,
         "datasets",
@@ -146,9 +136,7 @@ def test_montage_missing_file_is_one_line(
 
 
 @pytest.mark.parametrize("command", ["info", "montage", "download", "verify"])
-def test_unknown_name_exits_2_with_one_line(
-    command: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
+def test_unknown_name_exits_2_with_one_line(command: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     argv = ["datasets", command, "dermamnsit", "--root", str(tmp_path)]
     if command == "montage":
         argv += ["-o", str(tmp_path / "x.png")]
@@ -168,9 +156,7 @@ def test_md5sum_streams_in_chunks(tmp_path: Path) -> None:
     assert md5sum(tmp_path / "f", chunk=777) == hashlib.md5(data).hexdigest()
 
 
-def test_verify_reports_the_three_real_files_valid(
-    capsys: pytest.CaptureFixture[str], real_root: Path
-) -> None:
+def test_verify_reports_the_three_real_files_valid(capsys: pytest.CaptureFixture[str], real_root: Path) -> None:
     rc, out, _ = _run(capsys, "datasets", "verify", "--root", str(real_root))
     assert rc == 0
     assert out.count("\nok ") + out.startswith("ok ") == 3
@@ -193,9 +179,7 @@ def test_verify_a_copy_with_one_byte_changed_is_corrupt(
     assert get_dataset("breastmnist").md5s[28] in out
 
 
-def test_verify_by_name_reports_missing(
-    capsys: pytest.CaptureFixture[str], real_copy: Path
-) -> None:
+def test_verify_by_name_reports_missing(capsys: pytest.CaptureFixture[str], real_copy: Path) -> None:
     (real_copy / "breastmnist_64.npz").unlink()
     rc, out, _ = _run(capsys, "datasets", "verify", "breastmnist", "--root", str(real_copy))
     assert rc == 0
@@ -231,9 +215,7 @@ def test_verify_truncated_file(real_copy: Path) -> None:
 
 
 def test_verify_an_intact_archive_with_a_flipped_pixel_fails_its_crc(tmp_path: Path) -> None:
-    path = write_npz(
-        tmp_path / "breastmnist.npz", "breastmnist", official_counts=True, compressed=False
-    )
+    path = write_npz(tmp_path / "breastmnist.npz", "breastmnist", official_counts=True, compressed=False)
     _flip_byte(path, at=path.stat().st_size // 3)
     result = verify_file(get_dataset("breastmnist"), 28, path)
     assert result.status == "corrupt" and "CRC" in result.message
@@ -258,9 +240,7 @@ def test_verify_a_marked_synthetic_file_is_not_the_official_one(tmp_path: Path) 
     assert result.status == "corrupt" and "differs from the official" in result.message
 
 
-def test_verify_cli_shows_why_a_file_is_bad(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
+def test_verify_cli_shows_why_a_file_is_bad(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     (tmp_path / "bloodmnist.npz").write_bytes(b"<html>503 Service Unavailable</html>")
     rc, out, _ = _run(capsys, "datasets", "verify", "--root", str(tmp_path))
     assert rc == 1

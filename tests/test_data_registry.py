@@ -83,9 +83,7 @@ def test_lookup_is_case_insensitive() -> None:
         ("organmnist_sagittal", "organsmnist"),
     ],
 )
-def test_v1_aliases_resolve_with_a_notice(
-    alias: str, flag: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_v1_aliases_resolve_with_a_notice(alias: str, flag: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert get_dataset(alias).flag == flag
     err = capsys.readouterr().err
     assert err.count("\n") == 1, "the notice is one line"

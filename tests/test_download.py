@@ -132,12 +132,8 @@ def _tamper(path: Path) -> None:
 def test_source_url_official_and_mirror() -> None:
     assert source_url(BREAST, 28) == BREAST.urls[28]
     assert source_url(BREAST, 64, None) == BREAST.urls[64]
-    assert source_url(BREAST, 28, "https://m.example/medmnist") == (
-        "https://m.example/medmnist/breastmnist.npz"
-    )
-    assert (
-        source_url(BREAST, 224, "https://m.example/x/") == "https://m.example/x/breastmnist_224.npz"
-    )
+    assert source_url(BREAST, 28, "https://m.example/medmnist") == ("https://m.example/medmnist/breastmnist.npz")
+    assert source_url(BREAST, 224, "https://m.example/x/") == "https://m.example/x/breastmnist_224.npz"
     with pytest.raises(DataFileError, match="size 32 is not available"):
         source_url(BREAST, 32)
 
@@ -145,9 +141,7 @@ def test_source_url_official_and_mirror() -> None:
 # --- success --------------------------------------------------------------------------------
 
 
-def test_download_all_real_files_into_an_empty_root(
-    mirror: MirrorServer, empty: Path, real_root: Path
-) -> None:
+def test_download_all_real_files_into_an_empty_root(mirror: MirrorServer, empty: Path, real_root: Path) -> None:
     cases = [("breastmnist", 28), ("breastmnist", 64), ("retinamnist", 28)]
     for flag, size in cases:
         info = get_dataset(flag)
@@ -177,9 +171,7 @@ def test_a_corrupt_file_under_the_final_name_is_replaced(mirror: MirrorServer, e
 # --- failures and recovery ------------------------------------------------------------------
 
 
-def test_tampered_mirror_file_is_rejected_and_nothing_is_left(
-    mirror: MirrorServer, empty: Path
-) -> None:
+def test_tampered_mirror_file_is_rejected_and_nothing_is_left(mirror: MirrorServer, empty: Path) -> None:
     _tamper(mirror.directory / "breastmnist.npz")
     with pytest.raises(DownloadError) as exc:
         _get(mirror, empty)
@@ -202,9 +194,7 @@ def test_truncated_transfer_is_resumed(mirror: MirrorServer, empty: Path) -> Non
     assert mirror.sent == size, "the second request sent only the missing half"
 
 
-def test_truncated_transfer_restarts_when_the_server_ignores_ranges(
-    mirror: MirrorServer, empty: Path
-) -> None:
+def test_truncated_transfer_restarts_when_the_server_ignores_ranges(mirror: MirrorServer, empty: Path) -> None:
     mirror.plan = ["truncate"]
     mirror.ranges = False
     path = _get(mirror, empty)
@@ -230,9 +220,7 @@ def test_retries_run_out_with_a_message_to_act_on(mirror: MirrorServer, empty: P
     assert not (empty / "breastmnist.npz").exists()
 
 
-def test_backoff_doubles(
-    mirror: MirrorServer, empty: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_backoff_doubles(mirror: MirrorServer, empty: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sleeps: list[float] = []
     monkeypatch.setattr(dl, "BASE_DELAY", 0.5)
     monkeypatch.setattr(dl.time, "sleep", sleeps.append)
@@ -241,9 +229,7 @@ def test_backoff_doubles(
     assert sleeps == [0.5, 1.0, 2.0]
 
 
-def test_truncations_that_never_finish_keep_the_part_for_later(
-    mirror: MirrorServer, empty: Path
-) -> None:
+def test_truncations_that_never_finish_keep_the_part_for_later(mirror: MirrorServer, empty: Path) -> None:
     mirror.plan = ["truncate"] * 2
     with pytest.raises(DownloadError, match=r"truncated.*kept in .*breastmnist\.npz\.part"):
         _get(mirror, empty, retries=1)
@@ -313,18 +299,14 @@ def test_a_part_is_rewritten_when_the_server_answers_200(mirror: MirrorServer, e
 # --- through the CLI ------------------------------------------------------------------------
 
 
-def test_cli_download_from_a_mirror(
-    mirror: MirrorServer, empty: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_download_from_a_mirror(mirror: MirrorServer, empty: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["datasets", "download", "breastmnist", "--mirror", mirror.url, "--root", str(empty)])
     assert rc == 0
     assert md5sum(empty / "breastmnist.npz") == BREAST.md5s[28]
     assert f"ok  breastmnist 28px  {empty / 'breastmnist.npz'}" in capsys.readouterr().out
 
 
-def test_cli_download_uses_medmnist_mirror(
-    mirror: MirrorServer, empty: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_cli_download_uses_medmnist_mirror(mirror: MirrorServer, empty: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEDMNIST_MIRROR", mirror.url.rstrip("/"))
     monkeypatch.setenv("MEDMNIST_ROOT", str(empty))
     assert main(["datasets", "download", "breastmnist", "retinamnist", "--size", "28"]) == 0

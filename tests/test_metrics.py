@@ -170,9 +170,7 @@ def test_extras_match_sklearn_on_random_scores(task: str, k: int) -> None:
         p = precision_score(y, pred, average=None, zero_division=0)
         r = recall_score(y, pred, average=None, zero_division=0)
         f = f1_score(y, pred, average="macro", zero_division=0)
-        tn, fp, fn, tp = (
-            ((y == a) & (pred == b)).sum(0) for a, b in ((0, 0), (0, 1), (1, 0), (1, 1))
-        )
+        tn, fp, fn, tp = (((y == a) & (pred == b)).sum(0) for a, b in ((0, 0), (0, 1), (1, 0), (1, 1)))
         assert ex["confusion_matrices"]["2"] == [[tn[2], fp[2]], [fn[2], tp[2]]]
         bal = np.mean([balanced_accuracy_score(y[:, i], pred[:, i]) for i in range(k)])
     else:

@@ -87,9 +87,7 @@ def test_same_parameters_as_torchvision(name: str, tv_name: str) -> None:
 
     ours = create_model(name, 3, 10, 224, stem="imagenet")
     theirs = getattr(torchvision.models, tv_name)(num_classes=10)
-    assert {k: v.shape for k, v in ours.state_dict().items()} == {
-        k: v.shape for k, v in theirs.state_dict().items()
-    }
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in theirs.state_dict().items()}
     if name == "resnet18":
         assert n_params(ours) == 11_181_642  # torchvision's 11.69M minus 990 fc outputs
     # The CIFAR stem only swaps the 7x7 conv1 for a 3x3 one.

@@ -40,18 +40,10 @@ def random_scores(labels: np.ndarray, task: str, n_classes: int, seed: int) -> n
 
 def test_filename_format() -> None:
     m = Metrics(auc=0.90149, acc=0.8625)
-    assert (
-        submission_filename("breastmnist", 28, "test", m, 3)
-        == "breastmnist_test_[AUC]0.901_[ACC]0.863@3.csv"
-    )
-    assert (
-        submission_filename("BreastMNIST", 64, "val", m, "r-1")
-        == "breastmnist_64_val_[AUC]0.901_[ACC]0.863@r-1.csv"
-    )
+    assert submission_filename("breastmnist", 28, "test", m, 3) == "breastmnist_test_[AUC]0.901_[ACC]0.863@3.csv"
+    assert submission_filename("BreastMNIST", 64, "val", m, "r-1") == "breastmnist_64_val_[AUC]0.901_[ACC]0.863@r-1.csv"
     # The v1 alias carries '_', which the official parser would split on: the v2 flag is used.
-    assert submission_filename("organmnist_axial", 28, "train", m, 0).startswith(
-        "organamnist_train_"
-    )
+    assert submission_filename("organmnist_axial", 28, "train", m, 0).startswith("organamnist_train_")
 
 
 @pytest.mark.parametrize(
@@ -114,9 +106,7 @@ def test_official_parse_and_evaluate_rescores(
     assert sorted(os.listdir(tmp_path)) == [path.name]
 
 
-def test_official_rescoring_real_64px_file(
-    real_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_official_rescoring_real_64px_file(real_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     labels = np.load(real_root / "breastmnist_64.npz")["test_labels"]
     assert labels.shape == (156, 1)
     scores = random_scores(labels, "binary-class", 2, seed=11)

@@ -8,35 +8,23 @@ from medmnist_lab.cli.main import HelpFormatter
 from medmnist_lab.data.registry import SIZES
 
 
-def add_group(
-    sub: argparse._SubParsersAction, name: str, help: str, description: str | None = None
-):
+def add_group(sub: argparse._SubParsersAction, name: str, help: str, description: str | None = None):
     """Add a command group; returns (group parser, its sub-command action)."""
-    parser = sub.add_parser(
-        name, help=help, description=description or help, formatter_class=HelpFormatter
-    )
+    parser = sub.add_parser(name, help=help, description=description or help, formatter_class=HelpFormatter)
     parser.set_defaults(group_parser=parser)
     return parser, parser.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
 
 
-def add_command(
-    sub: argparse._SubParsersAction, name: str, help: str, description: str | None = None, **kw
-):
-    return sub.add_parser(
-        name, help=help, description=description or help, formatter_class=HelpFormatter, **kw
-    )
+def add_command(sub: argparse._SubParsersAction, name: str, help: str, description: str | None = None, **kw):
+    return sub.add_parser(name, help=help, description=description or help, formatter_class=HelpFormatter, **kw)
 
 
 def add_root(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--root", default=None, help="data folder (default: $MEDMNIST_ROOT, else ~/.medmnist)"
-    )
+    parser.add_argument("--root", default=None, help="data folder (default: $MEDMNIST_ROOT, else ~/.medmnist)")
 
 
 def add_size(parser: argparse.ArgumentParser, default: int = 28) -> None:
-    parser.add_argument(
-        "--size", type=int, choices=SIZES, default=default, help="image size in pixels"
-    )
+    parser.add_argument("--size", type=int, choices=SIZES, default=default, help="image size in pixels")
 
 
 def positive_int(text: str) -> int:

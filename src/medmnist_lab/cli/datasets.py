@@ -100,7 +100,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 continue
             checked += 1
             result = verify_file(info, size, path, deep=not args.quick)
-            print(f"{result.status:<8} {info.flag} {size}px  {path}" + ("" if result.ok else f"\n         {result.message}"))
+            print(
+                f"{result.status:<8} {info.flag} {size}px  {path}"
+                + ("" if result.ok else f"\n         {result.message}")
+            )
             bad += not result.ok
     if checked == 0:
         print(f"no MedMNIST files found under {root}")

@@ -27,9 +27,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
-        print(
-            f"{result.config.dataset}_{result.config.size} {args.split}: AUC {m.auc:.4f}  ACC {m.acc:.4f}"
-        )
+        print(f"{result.config.dataset}_{result.config.size} {args.split}: AUC {m.auc:.4f}  ACC {m.acc:.4f}")
         extras = result.result.extras
         for key in ("balanced_accuracy", "macro_f1", "ece"):
             if key in extras:
@@ -48,14 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
         help="score a checkpoint on a split with the official metrics (and extras)",
-        description="Score a checkpoint (best.pt or last.pt of a run) on train, val or test; saves eval_*.json beside it.",
+        description="Score a checkpoint (best.pt or last.pt of a run) on train, val or test;\n"
+        "prints AUC/ACC and extras and saves eval_{checkpoint}_{split}.json beside it.",
         formatter_class=HelpFormatter,
     )
     p.add_argument("checkpoint", type=Path, help="path to a .pt written by `medmnist-lab train`")
     p.add_argument("--split", choices=SPLITS, default="test")
-    p.add_argument(
-        "--dataset", default=None, help="refuse unless the checkpoint was trained on this dataset"
-    )
+    p.add_argument("--dataset", default=None, help="refuse unless the checkpoint was trained on this dataset")
     p.add_argument(
         "--size",
         type=int,
@@ -63,9 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="refuse unless the checkpoint was trained at this size",
     )
     p.add_argument("--device", default=None, help="auto, cpu, cuda or mps (default: the run's)")
-    p.add_argument(
-        "--predictions", action="store_true", help="also write the official prediction CSV"
-    )
+    p.add_argument("--predictions", action="store_true", help="also write the official prediction CSV")
     p.add_argument("--json", action="store_true", help="print all metrics as JSON")
     add_root(p)
     p.set_defaults(func=cmd_evaluate)

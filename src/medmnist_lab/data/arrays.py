@@ -82,8 +82,7 @@ def open_npz(path: Path, info: DatasetInfo, size: int) -> np.lib.npyio.NpzFile:
         ) from None
     if not isinstance(npz, np.lib.npyio.NpzFile):  # a bare .npy loads as one array
         raise CorruptFileError(
-            f"{path} holds a single array, not an npz archive of train/val/test splits; "
-            f"{_how_to_get(info, size, root)}"
+            f"{path} holds a single array, not an npz archive of train/val/test splits; {_how_to_get(info, size, root)}"
         )
     return npz
 
@@ -97,9 +96,7 @@ def read_meta(npz: np.lib.npyio.NpzFile, path: Path | None = None) -> dict:
     except json.JSONDecodeError as exc:
         raise DataFileError(f"{path}: '{META_KEY}' is not valid JSON ({exc})") from None
     if not isinstance(meta, dict):
-        raise DataFileError(
-            f"{path}: '{META_KEY}' must be a JSON object, got {type(meta).__name__}"
-        )
+        raise DataFileError(f"{path}: '{META_KEY}' must be a JSON object, got {type(meta).__name__}")
     return meta
 
 
@@ -121,9 +118,7 @@ def read_member(npz: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
     try:
         return npz[key]
     except _CORRUPT as exc:
-        raise CorruptFileError(
-            f"{path}: array '{key}' is truncated or corrupt ({exc}); re-download it"
-        ) from None
+        raise CorruptFileError(f"{path}: array '{key}' is truncated or corrupt ({exc}); re-download it") from None
 
 
 def _cached_member(path: Path, key: str, cache: Path) -> np.ndarray:
@@ -148,9 +143,7 @@ def _cached_member(path: Path, key: str, cache: Path) -> np.ndarray:
                 shutil.copyfileobj(src, dst, length=16 << 20)  # constant memory; CRC checked at EOF
         except _CORRUPT as exc:
             tmp.unlink(missing_ok=True)
-            raise CorruptFileError(
-                f"{path}: array '{key}' is truncated or corrupt ({exc}); re-download it"
-            ) from None
+            raise CorruptFileError(f"{path}: array '{key}' is truncated or corrupt ({exc}); re-download it") from None
         os.replace(tmp, target)
         stamp_file.write_text(stamp)
     try:
@@ -183,13 +176,10 @@ def validate_split(
     n = images.shape[0]
     if labels.ndim != 2 or labels.shape[0] != n or labels.shape[1] != info.label_width:
         raise DataFileError(
-            f"{path}: {split}_labels has shape {tuple(labels.shape)}, "
-            f"expected ({n}, {info.label_width})"
+            f"{path}: {split}_labels has shape {tuple(labels.shape)}, expected ({n}, {info.label_width})"
         )
     if not np.issubdtype(labels.dtype, np.integer):
-        raise DataFileError(
-            f"{path}: {split}_labels has dtype {labels.dtype}, expected an integer type"
-        )
+        raise DataFileError(f"{path}: {split}_labels has dtype {labels.dtype}, expected an integer type")
     if official and n != info.n_samples[split]:
         raise DataFileError(
             f"{path}: {split} has {n} samples, the official {info.flag} has "
@@ -199,9 +189,7 @@ def validate_split(
         high = 1 if info.is_multilabel else info.n_classes - 1
         lo, hi = int(labels.min()), int(labels.max())
         if lo < 0 or hi > high:
-            raise DataFileError(
-                f"{path}: {split}_labels range over [{lo}, {hi}], valid values are 0..{high}"
-            )
+            raise DataFileError(f"{path}: {split}_labels range over [{lo}, {hi}], valid values are 0..{high}")
 
 
 def _to_nchw(images: np.ndarray) -> torch.Tensor:
@@ -214,9 +202,7 @@ def _select(
 ) -> np.ndarray | None:
     """Indices of the requested subset, or None for the whole split."""
     if subset is not None and per_class is not None:
-        raise DataFileError(
-            "choose either a subset of the first n samples or n per class, not both"
-        )
+        raise DataFileError("choose either a subset of the first n samples or n per class, not both")
     if subset is not None:
         if subset <= 0:
             raise DataFileError(f"subset size must be positive, got {subset}")
@@ -225,14 +211,10 @@ def _select(
         if per_class <= 0:
             raise DataFileError(f"per-class subset size must be positive, got {per_class}")
         if info.is_multilabel:
-            raise DataFileError(
-                f"{info.flag} is multi-label: a per-class subset is undefined; use a plain subset"
-            )
+            raise DataFileError(f"{info.flag} is multi-label: a per-class subset is undefined; use a plain subset")
         rng = np.random.default_rng(seed)
         flat = labels[:, 0]
-        picks = [
-            rng.permutation(np.flatnonzero(flat == k))[:per_class] for k in range(info.n_classes)
-        ]
+        picks = [rng.permutation(np.flatnonzero(flat == k))[:per_class] for k in range(info.n_classes)]
         return np.sort(np.concatenate(picks))
     return None
 

@@ -133,9 +133,8 @@ def download(
     part = _part_path(final)
     expected = info.md5s[size]
     url = source_url(info, size, mirror)
-    manual = (
-        f"download {url} by hand, check that its MD5 is {expected}, and place it at {final}"
-        + ("" if mirror else "; or use a mirror: --mirror URL or $MEDMNIST_MIRROR")
+    manual = f"download {url} by hand, check that its MD5 is {expected}, and place it at {final}" + (
+        "" if mirror else "; or use a mirror: --mirror URL or $MEDMNIST_MIRROR"
     )
     if final.is_file() and not force and md5sum(final) == expected:
         return final
@@ -178,9 +177,5 @@ def download(
             f"(the source serves a different or damaged file). {manual[0].upper()}{manual[1:]}"
         )
     received = part.stat().st_size if part.is_file() else 0
-    kept = (
-        f" ({received} bytes received are kept in {part}, to resume next time)" if received else ""
-    )
-    raise DownloadError(
-        f"download of {url} failed after {retries + 1} attempts: {last}{kept}; {manual}"
-    )
+    kept = f" ({received} bytes received are kept in {part}, to resume next time)" if received else ""
+    raise DownloadError(f"download of {url} failed after {retries + 1} attempts: {last}{kept}; {manual}")

@@ -56,7 +56,12 @@ def save_image(image: Image.Image, out: str | Path) -> Path:
 
 
 def class_rows(
-    images: torch.Tensor, labels: torch.Tensor, label_names: Sequence[str], multilabel: bool, per_row: int, seed: int = 0
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    label_names: Sequence[str],
+    multilabel: bool,
+    per_row: int,
+    seed: int = 0,
 ) -> tuple[list[list[torch.Tensor]], list[str]]:
     """Pick `per_row` images per class (single-label) or per finding (multi-label)."""
     gen = np.random.default_rng(seed)

@@ -75,9 +75,7 @@ def _stream_header(zf: zipfile.ZipFile, key: str, path: Path) -> tuple[tuple[int
         raise CorruptFileError(f"{path}: array '{key}' is truncated or corrupt ({exc})") from None
     want = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if got != want:
-        raise CorruptFileError(
-            f"{path}: array '{key}' holds {got} bytes of data, its header promises {want}"
-        )
+        raise CorruptFileError(f"{path}: array '{key}' holds {got} bytes of data, its header promises {want}")
     return tuple(shape), dtype
 
 
@@ -95,9 +93,7 @@ def check_arrays(info: DatasetInfo, size: int, path: Path) -> None:
             validate_split(info, size, split, images, labels, path, official=official)
 
 
-def verify_file(
-    info: DatasetInfo, size: int, path: str | os.PathLike[str], deep: bool = True
-) -> VerifyResult:
+def verify_file(info: DatasetInfo, size: int, path: str | os.PathLike[str], deep: bool = True) -> VerifyResult:
     """Check one file: MD5 against the registry, and with `deep` every split's arrays."""
     path = Path(path)
     info.check_size(size)

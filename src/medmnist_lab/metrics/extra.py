@@ -31,9 +31,7 @@ def _prf(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> tuple[np.ndarray, ..
     return precision, recall, f1
 
 
-def calibration(
-    confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS
-) -> dict[str, Any]:
+def calibration(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> dict[str, Any]:
     """Expected calibration error over equal-width bins (lo, hi] of `confidence` in [0, 1].
 
     ECE = sum_b (n_b / N) * |accuracy_b - confidence_b|. Empty bins report None.
@@ -79,21 +77,15 @@ def _single_label_probs(y_score: np.ndarray, task: str, n_classes: int) -> np.nd
         p = y_score[:, -1] if y_score.ndim == 2 else y_score
         return np.stack([1.0 - p, p], axis=1)
     if y_score.ndim != 2 or y_score.shape[1] != n_classes:
-        raise MedMNISTLabError(
-            f"y_score must be (N, {n_classes}) for {n_classes} classes, got {y_score.shape}"
-        )
+        raise MedMNISTLabError(f"y_score must be (N, {n_classes}) for {n_classes} classes, got {y_score.shape}")
     return y_score
 
 
-def _single_label(
-    y_true: np.ndarray, y_score: np.ndarray, task: str, names: Sequence[str]
-) -> dict[str, Any]:
+def _single_label(y_true: np.ndarray, y_score: np.ndarray, task: str, names: Sequence[str]) -> dict[str, Any]:
     n = len(names)
     y = y_true.reshape(-1).astype(np.int64)
     if y.size != y_score.shape[0]:
-        raise MedMNISTLabError(
-            f"y_true has {y.size} labels but y_score has {y_score.shape[0]} rows"
-        )
+        raise MedMNISTLabError(f"y_true has {y.size} labels but y_score has {y_score.shape[0]} rows")
     if y.size and (y.min() < 0 or y.max() >= n):
         raise MedMNISTLabError(f"labels must lie in 0..{n - 1} for {n} label names")
     probs = _single_label_probs(y_score, task, n)
@@ -118,8 +110,7 @@ def _single_label(
 def _multi_label(y_true: np.ndarray, y_score: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
     if y_true.shape != y_score.shape or y_true.ndim != 2 or y_true.shape[1] != len(names):
         raise MedMNISTLabError(
-            f"multi-label y_true {y_true.shape} and y_score {y_score.shape} must both be "
-            f"(N, {len(names)})"
+            f"multi-label y_true {y_true.shape} and y_score {y_score.shape} must both be (N, {len(names)})"
         )
     y = y_true.astype(bool)
     pred = y_score > THRESHOLD
@@ -137,8 +128,7 @@ def _multi_label(y_true: np.ndarray, y_score: np.ndarray, names: Sequence[str]) 
         "per_class": _per_class(names, precision, recall, f1, tp + fn),
         # Per label [[tn, fp], [fn, tp]], the layout of sklearn's multilabel_confusion_matrix.
         "confusion_matrices": {
-            name: [[int(tn[i]), int(fp[i])], [int(fn[i]), int(tp[i])]]
-            for i, name in enumerate(names)
+            name: [[int(tn[i]), int(fp[i])], [int(fn[i]), int(tp[i])]] for i, name in enumerate(names)
         },
         "balanced_accuracy": float(np.mean(balanced)),
         "macro_f1": float(f1.mean()),
@@ -148,9 +138,7 @@ def _multi_label(y_true: np.ndarray, y_score: np.ndarray, names: Sequence[str]) 
     }
 
 
-def extra_metrics(
-    y_true: np.ndarray, y_score: np.ndarray, task: str, label_names: Sequence[str]
-) -> dict[str, Any]:
+def extra_metrics(y_true: np.ndarray, y_score: np.ndarray, task: str, label_names: Sequence[str]) -> dict[str, Any]:
     """Per-class precision/recall/F1/support, confusion matrix (per label for multi-label),
     balanced accuracy, macro-F1 and 15-bin ECE; every value is JSON-serialisable."""
     check_task(task)
@@ -158,11 +146,7 @@ def extra_metrics(
     names = [str(n) for n in label_names]
     if len(set(names)) != len(names):
         raise MedMNISTLabError(f"label names must be distinct, got {names}")
-    body = (
-        _multi_label(y_true, y_score, names)
-        if task == MULTI_LABEL
-        else _single_label(y_true, y_score, task, names)
-    )
+    body = _multi_label(y_true, y_score, names) if task == MULTI_LABEL else _single_label(y_true, y_score, task, names)
     out: dict[str, Any] = {"task": task, "n_samples": int(y_score.shape[0]), "labels": names}
     out.update(body)
     out["ece"] = body["calibration"]["ece"]

@@ -60,9 +60,7 @@ def scores_from_logits(logits: torch.Tensor, task: str) -> np.ndarray:
 def _as_arrays(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     y_true, y_score = np.asarray(y_true), np.asarray(y_score)
     if y_true.shape[0] != y_score.shape[0]:
-        raise MedMNISTLabError(
-            f"y_true has {y_true.shape[0]} rows but y_score has {y_score.shape[0]}"
-        )
+        raise MedMNISTLabError(f"y_true has {y_true.shape[0]} rows but y_score has {y_score.shape[0]}")
     return y_true, y_score
 
 
@@ -104,17 +102,12 @@ def _auc_binary(y_true: np.ndarray, y_score: np.ndarray) -> float:
 def _auc_one_vs_rest(y_true: np.ndarray, y_score: np.ndarray) -> float:
     y = _single_label(y_true)
     return _mean(
-        [
-            _binary_auc((y == i).astype(float), y_score[:, i], f"class {i} vs rest")
-            for i in range(y_score.shape[1])
-        ]
+        [_binary_auc((y == i).astype(float), y_score[:, i], f"class {i} vs rest") for i in range(y_score.shape[1])]
     )
 
 
 def _auc_multi_label(y_true: np.ndarray, y_score: np.ndarray) -> float:
-    return _mean(
-        [_binary_auc(y_true[:, i], y_score[:, i], f"label {i}") for i in range(y_score.shape[1])]
-    )
+    return _mean([_binary_auc(y_true[:, i], y_score[:, i], f"label {i}") for i in range(y_score.shape[1])])
 
 
 def _acc_binary(y_true: np.ndarray, y_score: np.ndarray) -> float:

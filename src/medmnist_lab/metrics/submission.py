@@ -27,8 +27,7 @@ def check_run(run: str | int) -> None:
     """Refuse a run name the official parser would cut short; call it before a long run."""
     if not _RUN_RE.fullmatch(str(run)):
         raise MedMNISTLabError(
-            f"run name '{run}' cannot go into an official prediction file name; "
-            "use only letters, digits, '_' and '-'"
+            f"run name '{run}' cannot go into an official prediction file name; use only letters, digits, '_' and '-'"
         )
 
 

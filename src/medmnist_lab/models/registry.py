@@ -23,9 +23,7 @@ MODEL_FAMILIES: Registry[ModelFn] = Registry("model family")
 register = MODELS.register
 
 
-def create_model(
-    name: str, in_channels: int, num_classes: int, image_size: int, **kw: Any
-) -> nn.Module:
+def create_model(name: str, in_channels: int, num_classes: int, image_size: int, **kw: Any) -> nn.Module:
     """Build the model `name` (case-insensitive) for inputs (B, in_channels, size, size)."""
     for what, value in (
         ("in_channels", in_channels),

@@ -36,22 +36,16 @@ def _import_timm() -> Any:
     try:
         return importlib.import_module("timm")
     except ImportError as e:
-        raise MedMNISTLabError(
-            f"timm models need the optional 'timm' package: {INSTALL_HINT}"
-        ) from e
+        raise MedMNISTLabError(f"timm models need the optional 'timm' package: {INSTALL_HINT}") from e
 
 
 @MODEL_FAMILIES.register("timm")
-def timm_model(
-    name: str, in_channels: int, num_classes: int, image_size: int, **kw: Any
-) -> TimmClassifier:
+def timm_model(name: str, in_channels: int, num_classes: int, image_size: int, **kw: Any) -> TimmClassifier:
     timm = _import_timm()
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=3)
         hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
-        raise UnknownNameError(
-            f"unknown timm model '{name}'{hint}; see timm.list_models() for the choices"
-        )
+        raise UnknownNameError(f"unknown timm model '{name}'{hint}; see timm.list_models() for the choices")
     # image_size is not passed: convnets ignore it, and for ViTs the user says img_size= in kw.
     model = timm.create_model(name, in_chans=in_channels, num_classes=num_classes, **kw)
     return TimmClassifier(model)

@@ -1,0 +1,248 @@
+"""`medmnist-lab gan ...`: train DCGANs, sample synthetic training data, measure its quality."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from medmnist_lab.cli.common import add_command, add_group, add_root, positive_int
+
+GAN_SIZES = (28, 64)  # the sizes the DCGAN nets are built for (models/dcgan.py)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from medmnist_lab.gan.train import GANConfig, train_gan
+
+    cfg = GANConfig(
+        dataset=args.dataset,
+        mode=args.mode,
+        size=args.size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        width=args.width,
+        nz=args.nz,
+        lr=args.lr,
+        beta1=args.beta1,
+        loss=args.loss,
+        seed=args.seed,
+        sample_every=args.sample_every,
+        checkpoint_every=args.checkpoint_every,
+        out=str(args.out) if args.out else None,
+        root=args.root,
+        device=args.device,
+        resume=args.resume,
+        progress=not args.no_progress,
+    )
+    result = train_gan(cfg)
+    h = result.history
+    print(f"\nrun: {result.run_dir}   checkpoint: {result.checkpoint}   epochs: {result.epochs_done}")
+    if h:
+        last = h[-1]
+        print(
+            f"last epoch: loss_d {last['loss_d']:.3f}  loss_g {last['loss_g']:.3f}  "
+            f"D(x) {last['d_real']:.2f}  D(G(z)) {last['d_fake']:.2f}"
+        )
+        secs = sorted(r["seconds"] for r in h)
+        print(f"seconds/epoch: median {secs[len(secs) // 2]:.2f} over {len(secs)} epochs")
+    if result.grids:
+        print(f"latest sample grid: {result.grids[-1]}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from medmnist_lab.gan.sampling import sample_to_npz
+
+    path, counts = sample_to_npz(
+        args.checkpoint,
+        args.output,
+        per_class=args.per_class,
+        balance=args.balance,
+        ratio=args.ratio,
+        seed=args.seed,
+        device=args.device,
+    )
+    print(f"wrote {path}: {sum(counts)} images, per class {counts}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from medmnist_lab.gan.quality import evaluate_gan
+
+    r = evaluate_gan(
+        args.checkpoint,
+        classifier=args.classifier,
+        n=args.n,
+        root=args.root,
+        cas=not args.no_cas,
+        classifier_epochs=args.classifier_epochs,
+        classifier_width=args.classifier_width,
+        seed=args.seed,
+        device=args.device,
+        output=args.output,
+    )
+    fe = r["feature_extractor"]
+    print(
+        f"{r['dataset']} {r['size']}px {r['mode']} GAN, epoch {r['epoch']}: {r['n_generated']} generated "
+        f"(per class {r['counts']})"
+    )
+    test = fe.get("test")
+    print(
+        f"features: {fe['model']} (width {fe['width']}, {fe['source']})"
+        + (f", test AUC {test['auc']:.3f} ACC {test['acc']:.3f}" if test else "")
+    )
+    rows = {"all": r["fid"], **{f"class {k}": v for k, v in r["fid"]["per_class"].items()}}
+    print(f"{'FID vs real train':<28} {'generated':>10} {'gen. at n':>10} {'real test':>10} {'n':>5}")
+    for name, f in rows.items():
+        cells = [f["generated_vs_train"], f["generated_vs_train_at_test_n"], f["test_vs_train"]]
+        text = " ".join(f"{v:10.3f}" if v is not None else f"{'-':>10}" for v in cells)
+        print(f"{name[:28]:<28} {text} {f['test_n']:5d}")
+    pr = r["precision_recall"]
+    print(
+        f"precision {pr['precision']:.3f}  recall {pr['recall']:.3f}  (k={pr['k']}; real test: "
+        f"{pr['test_precision']:.3f} / {pr['test_recall']:.3f})"
+    )
+    d = r["diversity"]["all"]
+    print(
+        f"spread generated/real {d['spread_ratio']:.2f}   near-duplicates {d['dup_share_fake']:.1%} "
+        f"(real {d['dup_share_real']:.1%})"
+    )
+    m = r["memorization"]
+    print(
+        f"median distance to nearest train image: generated {m['median_nn_to_train_generated']:.3f}, "
+        f"real test {m['median_nn_to_train_test']:.3f} (ratio {m['ratio']:.2f}; << 1 = copying)"
+    )
+    if "cas" in r:
+        c = r["cas"]
+        print(
+            f"CAS (test on real): trained on synthetic AUC {c['synthetic_trained']['auc']:.3f} "
+            f"ACC {c['synthetic_trained']['acc']:.3f}; on real AUC {c['real_trained']['auc']:.3f} "
+            f"ACC {c['real_trained']['acc']:.3f}"
+        )
+    print(f"saved {r['output']}")
+    return 0
+
+
+EPILOG_TRAIN = """\
+modes:
+  per-class     one unconditional DCGAN per class, trained on that class only (the seed's scheme)
+  conditional   one DCGAN for all classes: one-hot label into G, projection discriminator
+
+The run folder (default runs/gan/{dataset}-{size}px-{mode}-seed{seed}) holds config.json,
+last.pt (atomic, resumable with --resume), history.jsonl and samples/epoch_XXXX.png grids
+(one row per class, fixed noise). Multi-label ChestMNIST is refused: per-class counts are
+undefined when an image carries several findings.
+
+examples:
+  medmnist-lab gan train breastmnist --mode per-class --epochs 100
+  medmnist-lab gan train breastmnist --mode conditional --epochs 200 --resume   # train on
+"""
+
+EPILOG_SAMPLE = """\
+Exactly one of:
+  --per-class N   N images of every class
+  --balance       top every class up to the largest class of the real train split
+  --ratio R       round(R x real count) images of each class
+
+The npz holds train_images / train_labels in the official layout, marked as synthetic
+(origin, checkpoint, mode, counts); use it with
+  medmnist-lab train DATASET --synthetic synthetic.npz [--synthetic-ratio R]
+"""
+
+EPILOG_EVALUATE = """\
+Metrics live in the feature space of a classifier trained on the real data (Inception-FID
+needs downloaded weights and is out of domain on small grayscale scans). Without --classifier,
+a ResNet-18 of width 16 is trained for --classifier-epochs with the engine's `fast` recipe and
+cached under RUN/quality/. Reported: FID (generated vs real train; a real test set as the
+floor), k-NN precision/recall (k=3), CAS (a classifier trained on synthetic only, tested on
+real, next to the same recipe trained on real) and mode-collapse warnings.
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    _, group = add_group(sub, "gan", "train DCGANs, sample synthetic training data, measure its quality")
+
+    p = add_command(
+        group, "train", "train a per-class or class-conditional DCGAN on a dataset's train split", epilog=EPILOG_TRAIN
+    )
+    p.add_argument("dataset", help="dataset flag, e.g. breastmnist (single-label datasets only)")
+    p.add_argument("--mode", default="conditional", help="per-class or conditional")
+    p.add_argument("--size", type=int, choices=GAN_SIZES, default=28, help="image size in pixels")
+    p.add_argument("--epochs", type=positive_int, default=100, help="total epochs (with --resume: train up to this)")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--width", type=positive_int, default=64, help="channels of the largest hidden map (DCGAN ngf/ndf)")
+    p.add_argument("--nz", type=positive_int, default=100, help="length of the noise vector z")
+    p.add_argument("--lr", type=_positive_float, default=2e-4, help="Adam learning rate (the paper's)")
+    p.add_argument("--beta1", type=float, default=0.5, help="Adam beta1 (the paper's)")
+    p.add_argument("--loss", default="bce", help="bce (non-saturating, the paper's) or hinge")
+    p.add_argument("--sample-every", type=positive_int, default=10, help="save a sample grid every N epochs")
+    p.add_argument("--checkpoint-every", type=positive_int, default=5, help="write last.pt every N epochs")
+    p.add_argument(
+        "--out", type=Path, default=None, help="run folder; if not given: runs/gan/{dataset}-{size}px-{mode}-seed{seed}"
+    )
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    add_root(p)
+    p.set_defaults(func=cmd_train)
+
+    p = add_command(
+        group,
+        "sample",
+        "draw an exact number of images per class from a GAN checkpoint into an npz",
+        epilog=EPILOG_SAMPLE,
+    )
+    p.add_argument("checkpoint", type=Path, help="GAN checkpoint, e.g. runs/gan/NAME/last.pt")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--per-class", type=positive_int, metavar="N", help="N images of every class")
+    how.add_argument("--balance", action="store_true", help="top every class up to the largest real class")
+    how.add_argument("--ratio", type=_positive_float, metavar="R", help="R x the real count of each class")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output .npz")
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.set_defaults(func=cmd_sample)
+
+    p = add_command(
+        group,
+        "evaluate",
+        "FID, precision/recall, CAS and mode-collapse check of a GAN checkpoint",
+        epilog=EPILOG_EVALUATE,
+    )
+    p.add_argument("checkpoint", type=Path, help="GAN checkpoint, e.g. runs/gan/NAME/last.pt")
+    p.add_argument(
+        "--classifier",
+        type=Path,
+        default=None,
+        help="classifier checkpoint (best.pt of `medmnist-lab train`) whose features to use",
+    )
+    p.add_argument(
+        "--n",
+        type=positive_int,
+        default=None,
+        help="images to generate, split like the real classes; if not given: as many as the real train split",
+    )
+    p.add_argument(
+        "--no-cas", action="store_true", help="skip the classification accuracy score (trains 1-2 classifiers)"
+    )
+    p.add_argument(
+        "--classifier-epochs", type=positive_int, default=10, help="epochs of the default and CAS classifiers"
+    )
+    p.add_argument("--classifier-width", type=positive_int, default=16, help="ResNet-18 width of those classifiers")
+    p.add_argument(
+        "-o", "--output", type=Path, default=None, help="JSON file; if not given: quality.json beside the checkpoint"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_root(p)
+    p.set_defaults(func=cmd_evaluate)
