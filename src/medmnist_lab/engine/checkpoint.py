@@ -2,6 +2,7 @@
 
 weights_only=True means a checkpoint from a stranger cannot run code on load: only tensors and
 plain containers/numbers/strings are allowed, so everything stored here is kept to those types.
+`atomic_save` and `safe_load` are shared by classifier and GAN checkpoints.
 """
 
 from __future__ import annotations
@@ -18,20 +19,27 @@ from medmnist_lab.errors import CheckpointError
 FORMAT = "medmnist-lab/1"
 
 
-def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write to a temporary file and rename, so a crash never leaves a half-written checkpoint."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": FORMAT, **state}, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """torch.save to a temporary file in the same folder, then os.replace: a crash mid-write
+    leaves the previous checkpoint intact, never a truncated one."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def safe_load(path: Path, map_location: str | torch.device = "cpu") -> Any:
+    """torch.load(weights_only=True) with user-facing errors for unsafe or unreadable files."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        # weights_only refuses anything but tensors and plain containers: a file that needs more
+        # is not ours, and loading it fully could run arbitrary code.
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
             f"refusing to load {path}: it holds objects other than tensors and plain data ({first}); "
@@ -39,6 +47,17 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    atomic_save({"format": FORMAT, **state}, path)
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    state = safe_load(path, map_location)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a medmnist-lab checkpoint (format {FORMAT!r} expected)")
     return state

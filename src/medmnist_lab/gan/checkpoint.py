@@ -8,31 +8,18 @@ it and a file from elsewhere cannot run code on load.
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from medmnist_lab.engine.checkpoint import atomic_save, safe_load
 from medmnist_lab.errors import CheckpointError
+
+__all__ = ["FORMAT", "VERSION", "atomic_save", "load_checkpoint"]
 
 FORMAT = "medmnist-lab-gan"
 VERSION = 1
 REQUIRED = ("format", "version", "spec", "config", "epoch", "generator", "discriminator")
-
-
-def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """torch.save to a temporary file in the same folder, then os.replace: a crash mid-write
-    leaves the previous checkpoint intact, never a truncated one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict:
@@ -41,18 +28,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     if not path.is_file():
         hint = f"; a GAN run folder holds last.pt: try {path / 'last.pt'}" if path.is_dir() else ""
         raise CheckpointError(f"GAN checkpoint {path} not found{hint}")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        # weights_only refuses anything but tensors and plain containers: a file that needs
-        # more is not ours, and loading it fully could run arbitrary code.
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"{path} is not a safe medmnist-lab GAN checkpoint: it holds objects beyond tensors "
-            f"and plain containers, refused by torch.load(weights_only=True) ({first})"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not a readable checkpoint ({exc})") from None
+    ckpt = safe_load(path, map_location)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not a medmnist-lab GAN checkpoint (no '{FORMAT}' format tag); "
