@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from medmnist_lab.augment import POLICIES, build_augment
+from medmnist_lab.engine.device import autocast, resolve_precision
 
 
 def make_model(channels: int, classes: int, size: int) -> tuple[torch.nn.Module, str]:
@@ -61,12 +62,20 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--policies", nargs="+", default=default_policies)
+    ap.add_argument(
+        "--amp",
+        choices=["on", "off", "auto"],
+        default="auto",
+        help="mixed precision as in `train` (auto: bf16 where safe)",
+    )
     args = ap.parse_args()
     if "none" not in args.policies:
         args.policies.insert(0, "none")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    # The same precision choice as the training engine, so the step is the one `train` runs.
+    precision = resolve_precision(device, {"on": True, "off": False, "auto": None}[args.amp])
 
     torch.manual_seed(0)
     model, model_source = make_model(args.channels, args.classes, args.size)
@@ -93,7 +102,9 @@ def main() -> None:
             x, y = aug.mix(x, y, gen)
         sync()
         t1 = time.perf_counter()
-        loss = torch.sum(-y * F.log_softmax(model(x), 1), 1).mean()
+        with autocast(device, precision):
+            logits = model(x)
+        loss = torch.sum(-y * F.log_softmax(logits.float(), 1), 1).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -113,7 +124,7 @@ def main() -> None:
     base = statistics.median(t for t, _ in times["none"])
     print(
         f"ResNet-18 training step, batch {args.batch_size}, {args.size} px, {args.channels} channel(s), "
-        f"{args.device}; model: {model_source}\n"
+        f"{args.device}, precision {precision.name}; model: {model_source}\n"
         f"{cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{args.steps} timed rounds (+{args.warmup} warm-up), medians; policies interleaved in "
         "random order each round\n"

@@ -104,9 +104,7 @@ def measure(
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["resnet18", "resnet50"])
     p.add_argument("--sizes", nargs="+", type=int, default=[28, 64, 128, 224])
     p.add_argument("--batch-size", type=int, default=128)
@@ -124,22 +122,16 @@ def main() -> None:
         f"device={device} precision={precision.name} channels_last={cl} torch={torch.__version__} "
         f"threads={torch.get_num_threads()} cpu={platform.processor() or platform.machine()}"
     )
-    print(
-        f"batch={args.batch_size} steps={args.steps} warmup={args.warmup} reps={args.reps} (medians)\n"
-    )
+    print(f"batch={args.batch_size} steps={args.steps} warmup={args.warmup} reps={args.reps} (medians)\n")
     print("| model | size | bare img/s | full img/s | full / bare |")
     print("|---|---|---|---|---|")
     for name in args.models:
         for size in args.sizes:
             # Large inputs on a CPU: smaller batches, or one step takes minutes.
             batch = (
-                args.batch_size
-                if device.type != "cpu"
-                else max(8, int(args.batch_size * min(1, (28 / size) ** 2 * 4)))
+                args.batch_size if device.type != "cpu" else max(8, int(args.batch_size * min(1, (28 / size) ** 2 * 4)))
             )
-            bare, full = measure(
-                name, size, batch, args.steps, args.warmup, device, precision, cl, args.reps
-            )
+            bare, full = measure(name, size, batch, args.steps, args.warmup, device, precision, cl, args.reps)
             print(f"| {name} | {size} | {bare:.1f} | {full:.1f} | {full / bare:.3f} |", flush=True)
 
 

@@ -331,3 +331,48 @@ def test_bad_augmentation_magnitude_is_a_clear_cli_error(synthetic_root, tmp_pat
     assert main([*args, "--augment", "simple", "--augment-set", "rotate=1000"]) == 2
     err = capsys.readouterr().err
     assert "rotate" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("flag", ["breastmnist", "retinamnist"])
+def test_every_augmentation_policy_trains_on_real_data(flag, real_root, tmp_path):
+    from medmnist_lab.augment import POLICIES
+
+    for policy in POLICIES.names():
+        cfg = tiny_config(flag, real_root, tmp_path, name=policy, epochs=1, subset=64, batch_size=32, augment=policy)
+        result = fit(cfg, progress=False)
+        assert result.summary["metrics"]["test"]["n_samples"] == get_n(flag, "test")
+        assert math.isfinite(result.summary["metrics"]["train"]["acc"])
+
+
+def get_n(flag: str, split: str) -> int:
+    from medmnist_lab.data import get_dataset
+
+    return get_dataset(flag).n_samples[split]
+
+
+def test_offline_expansion_end_to_end_on_real_data(real_root, tmp_path):
+    out = tmp_path / "expanded.npz"
+    assert (
+        main(
+            [
+                "augment",
+                "expand",
+                "breastmnist",
+                "--policy",
+                "simple",
+                "--factor",
+                "2",
+                "-o",
+                str(out),
+                "--root",
+                str(real_root),
+            ]
+        )
+        == 0
+    )
+    cfg = tiny_config("breastmnist", real_root, tmp_path, name="exp", epochs=1, train_npz=str(out))
+    result = fit(cfg, progress=False)
+    assert result.summary["data"]["n_real"] == 3 * 546
+    assert result.summary["data"]["train_meta"]["factor"] == 2
+    assert result.summary["metrics"]["val"]["n_samples"] == 78
+    assert result.summary["metrics"]["test"]["n_samples"] == 156
