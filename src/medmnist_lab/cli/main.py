@@ -20,8 +20,19 @@ from medmnist_lab.errors import MedMNISTLabError
 GROUPS: tuple[str, ...] = ("datasets", "train", "evaluate", "augment", "gan")
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows defaults and keeps the hand-made line breaks of descriptions and epilogs."""
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the hand-made line breaks of descriptions and epilogs, and appends an option's
+    default unless it is empty (None/False) or the help text already speaks of it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            not action.option_strings
+            or action.default in (None, False, argparse.SUPPRESS)
+            or "default" in text.lower()
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def build_parser() -> argparse.ArgumentParser:
