@@ -26,11 +26,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if (
-            not action.option_strings
-            or action.default in (None, False, argparse.SUPPRESS)
-            or "default" in text.lower()
-        ):
+        if not action.option_strings or action.default in (None, False, argparse.SUPPRESS) or "default" in text.lower():
             return text
         return f"{text} (default: %(default)s)"
 
