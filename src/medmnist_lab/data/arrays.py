@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medmnist_lab.data.paths import ROOT_ENV, cache_dir, data_path, resolve_root
+from medmnist_lab.data.paths import ROOT_ENV, cache_dir, data_path
 from medmnist_lab.data.registry import SPLITS, DatasetInfo, get_dataset
 from medmnist_lab.errors import DataFileError
 
@@ -274,7 +274,3 @@ def load_all(
     dataset: str | DatasetInfo, size: int = 28, root: str | os.PathLike[str] | None = None, **kw
 ) -> dict[str, SplitData]:
     return {s: load_split(dataset, s, size, root, **kw) for s in SPLITS}
-
-
-def root_of(root: str | os.PathLike[str] | None) -> Path:
-    return resolve_root(root)
