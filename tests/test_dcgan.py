@@ -14,14 +14,7 @@ from medmnist_lab.models.dcgan import Discriminator, Generator, PerClass, spatia
 POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.LPPool2d)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny nets run faster on one thread, and on a busy shared CPU two threads spin-wait on
-    each other (a 2-epoch tiny GAN: 48 s with 2 threads vs 9 s with 1, measured under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _spec(flag: str, mode: str, size: int, width: int = 4, nz: int = 8):

@@ -21,6 +21,8 @@ from medmnist_lab.engine.train import TrainingError
 from medmnist_lab.errors import CheckpointError, MedMNISTLabError
 from synthetic import TASK_EXAMPLES, write_npz
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TINY = dict(width=4, epochs=2, batch_size=16, amp=False)
 
 

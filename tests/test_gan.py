@@ -31,14 +31,7 @@ from synthetic import make_arrays
 TINY = dict(width=4, nz=8, batch_size=16, progress=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny nets run faster on one thread, and on a busy shared CPU two threads spin-wait on
-    each other (a 2-epoch tiny GAN: 48 s with 2 threads vs 9 s with 1, measured under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _write_unbalanced(path: Path, flag: str, train_counts: list[int], size: int = 28) -> Path:
