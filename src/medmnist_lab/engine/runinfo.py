@@ -18,11 +18,16 @@ from medmnist_lab.errors import MedMNISTLabError
 from medmnist_lab.metrics.submission import check_run
 
 
+def run_path(config: RunConfig, info: DatasetInfo, name: str) -> Path:
+    """The run folder layout, `{out_dir}/{flag}_{size}/{model}/{name}`, with no checks."""
+    return Path(config.out_dir) / f"{info.flag}_{config.size}" / config.model.lower() / name
+
+
 def run_dir_for(config: RunConfig, info: DatasetInfo) -> Path:
-    """`{out_dir}/{flag}_{size}/{model}/{name}`; an existing folder is never overwritten."""
+    """The folder of a new run (`run_path`); an existing folder is never overwritten."""
     name = config.name or f"{config.recipe}-s{config.seed}-{datetime.now():%Y%m%d-%H%M%S}"
     check_run(name)  # the name goes into official prediction file names: refuse it before training
-    path = Path(config.out_dir) / f"{info.flag}_{config.size}" / config.model.lower() / name
+    path = run_path(config, info, name)
     if path.exists():
         raise MedMNISTLabError(
             f"run folder {path} already exists; pass --resume {path} to continue it, or another --name"

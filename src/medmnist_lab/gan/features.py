@@ -111,10 +111,10 @@ def fit_cached(config: Any) -> tuple[Path, dict]:
 
     from medmnist_lab.data.registry import get_dataset
     from medmnist_lab.engine import fit
+    from medmnist_lab.engine.runinfo import run_path
 
-    info = get_dataset(config.dataset, warn_alias=False)
-    # The engine's run folder layout (engine.runinfo.run_dir_for), which refuses existing folders.
-    run_dir = Path(config.out_dir) / f"{info.flag}_{config.size}" / config.model.lower() / config.name
+    # run_path, not run_dir_for: the latter refuses an existing folder, which here is the cache hit.
+    run_dir = run_path(config, get_dataset(config.dataset, warn_alias=False), config.name)
     summary = run_dir / "summary.json"
     if summary.is_file() and (run_dir / "best.pt").is_file():
         return run_dir / "best.pt", json.loads(summary.read_text())

@@ -225,17 +225,10 @@ def evaluate_gan(
     test = load_split(spec.dataset, "test", spec.size, root)
     real_counts = torch.bincount(train.labels[:, 0], minlength=spec.n_classes).tolist()
     counts = real_counts if n is None else proportional_counts(real_counts, n)
+    # One set of classifier settings for the feature net and the CAS classifier: they must match.
+    clf: dict[str, Any] = dict(root=root, epochs=classifier_epochs, width=classifier_width, seed=seed, device=str(dev))
     if classifier is None:
-        net, _ = default_feature_net(
-            spec.dataset,
-            spec.size,
-            run_dir / "quality",
-            root=root,
-            epochs=classifier_epochs,
-            width=classifier_width,
-            seed=seed,
-            device=str(dev),
-        )
+        net, _ = default_feature_net(spec.dataset, spec.size, run_dir / "quality", **clf)
     images, labels = sample_counts(gan, counts, seed=seed)
     f_fake, f_train, f_test = net(images), net(train.images), net(test.images)
     y_fake, y_train, y_test = labels[:, 0].numpy(), train.labels[:, 0].numpy(), test.labels[:, 0].numpy()
@@ -274,16 +267,7 @@ def evaluate_gan(
         "warnings": warnings,
     }
     if cas:
-        result["cas"] = classification_accuracy_score(
-            gan,
-            real_counts,
-            run_dir / "quality",
-            root=root,
-            epochs=classifier_epochs,
-            width=classifier_width,
-            seed=seed,
-            device=str(dev),
-        )
+        result["cas"] = classification_accuracy_score(gan, real_counts, run_dir / "quality", **clf)
     out = Path(output) if output is not None else run_dir / "quality.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
