@@ -333,3 +333,47 @@ def test_a_local_folder_works_as_a_file_url_mirror(mirror: MirrorServer, empty: 
     path = download(BREAST, 64, empty, mirror.directory.as_uri(), progress=False)
     assert md5sum(path) == BREAST.md5s[64]
     assert mirror.requests == []
+
+
+# --- concurrency and environment -------------------------------------------------------------
+
+
+def test_download_reads_medmnist_mirror_itself(
+    mirror: MirrorServer, empty: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEDMNIST_MIRROR", mirror.url)
+    path = download(BREAST, 28, empty, timeout=10, progress=False)
+    assert md5sum(path) == BREAST.md5s[28]
+    assert [r[0] for r in mirror.requests] == ["/breastmnist.npz"]
+
+
+def test_a_waiting_download_returns_the_file_the_lock_holder_finished(
+    mirror: MirrorServer, empty: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty.mkdir()
+    final = empty / "breastmnist.npz"
+    results: list[Path] = []
+    with dl._exclusive(final, "holder"):
+        waiter = threading.Thread(target=lambda: results.append(_get(mirror, empty)))
+        waiter.start()
+        waiter.join(0.5)
+        assert waiter.is_alive() and results == [], "the second download waits for the lock"
+        shutil.copyfile(mirror.directory / "breastmnist.npz", final)  # the holder finishes
+    waiter.join(10)
+    assert results == [final] and md5sum(final) == BREAST.md5s[28]
+    assert mirror.requests == [], "the waiter found the verified file and fetched nothing"
+    assert "waiting for another download of breastmnist 28px" in capsys.readouterr().err
+    assert sorted(p.name for p in empty.iterdir()) == ["breastmnist.npz"], "no lock file left"
+
+
+def test_simultaneous_downloads_of_one_file_fetch_it_once(mirror: MirrorServer, empty: Path) -> None:
+    results: list[Path] = []
+    threads = [threading.Thread(target=lambda: results.append(_get(mirror, empty))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert results == [empty / "breastmnist.npz"] * 4
+    assert md5sum(results[0]) == BREAST.md5s[28]
+    assert len(mirror.requests) == 1
+    assert sorted(p.name for p in empty.iterdir()) == ["breastmnist.npz"]

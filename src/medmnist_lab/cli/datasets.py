@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from medmnist_lab.cli.common import add_command, add_group, add_root, add_size, positive_int
-from medmnist_lab.data.paths import MIRROR_ENV, resolve_root
+from medmnist_lab.data.paths import resolve_root
 from medmnist_lab.data.registry import CITATION, SIZES, SPLITS, get_dataset, list_datasets
 
 
@@ -75,7 +74,7 @@ def cmd_download(args: argparse.Namespace) -> int:
     from medmnist_lab.data.download import download
 
     root = resolve_root(args.root)
-    mirror = args.mirror or os.environ.get(MIRROR_ENV) or None
+    mirror = args.mirror  # None: download() falls back to $MEDMNIST_MIRROR, then the official URL
     infos = [get_dataset(n) for n in args.names]
     for info in infos:
         for size in _sizes(args.size):

@@ -2,22 +2,28 @@
 
 Bytes are streamed into `{final}.part`; only a file whose MD5 matches the registry is renamed
 to the final name (atomically, `os.replace`), so a reader never sees a partial or unverified
-file there. Standard library HTTP only (urllib), so downloads work on a bare install.
+file there. Two processes downloading the same file take turns on `{final}.lock` (the second
+one then finds the verified file and returns it) instead of writing into one `.part` together.
+Standard library HTTP only (urllib), so downloads work on a bare install.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import re
+import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from tqdm import tqdm
 
 from medmnist_lab import __version__
+from medmnist_lab.data.paths import MIRROR_ENV
 from medmnist_lab.data.registry import DatasetInfo
 from medmnist_lab.data.verify import md5sum
 from medmnist_lab.errors import DownloadError
@@ -47,6 +53,44 @@ def source_url(info: DatasetInfo, size: int, mirror: str | None = None) -> str:
 
 def _part_path(final: Path) -> Path:
     return final.with_name(final.name + ".part")
+
+
+@contextlib.contextmanager
+def _exclusive(final: Path, label: str) -> Iterator[None]:
+    """Hold an exclusive lock on `{final}.lock` while downloading `final`; the file is removed after.
+
+    A waiter that wakes up holding a lock file that the previous holder has since removed (or
+    replaced) takes the lock again on the current one, so no two processes ever hold it together.
+    Where `fcntl` is missing (Windows), no lock is taken.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path = final.with_name(final.name + ".lock")
+    announced = False
+    while True:
+        handle = open(path, "a")  # noqa: SIM115 - closed below, after the lock is released
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not announced:
+                print(f"waiting for another download of {label} to {final} to finish", file=sys.stderr)
+                announced = True
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            current = os.stat(path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(handle.fileno()).st_ino:
+            break
+        handle.close()  # the holder before us removed this file: lock the current one
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # while still locked, so nobody locks it in between
+        handle.close()
 
 
 def _read(resp: http.client.HTTPResponse) -> bytes:
@@ -123,12 +167,14 @@ def download(
 ) -> Path:
     """Download `info` at `size` into `root` and return the verified file's path.
 
+    `mirror=None` uses `$MEDMNIST_MIRROR` when it is set, else the official record URL.
     A file already there with the right MD5 is kept (unless `force`). Transient failures are
     retried `retries` times with exponential backoff, resuming the `.part` file by HTTP Range
     when the server allows it. Raises `DownloadError` naming the URL, the expected MD5 and the
     path where a manually downloaded file belongs.
     """
     info.check_size(size)
+    mirror = mirror or os.environ.get(MIRROR_ENV) or None
     final = Path(root).expanduser() / info.filename(size)
     part = _part_path(final)
     expected = info.md5s[size]
@@ -138,14 +184,39 @@ def download(
     )
     if final.is_file() and not force and md5sum(final) == expected:
         return final
+    label = f"{info.flag} {size}px"
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        if force:
-            part.unlink(missing_ok=True)
+        lock = _exclusive(final, label)
+        lock.__enter__()  # not a `with`: only the lock's own OSErrors become this message
     except OSError as exc:
         raise DownloadError(f"cannot write to {final.parent} ({exc}); {manual}") from None
+    try:
+        if final.is_file() and not force and md5sum(final) == expected:
+            return final  # another process finished it while this one waited for the lock
+        return _download_locked(url, final, part, expected, manual, label, force, retries, timeout, progress)
+    finally:
+        lock.__exit__(None, None, None)
 
-    label = f"{info.flag} {size}px"
+
+def _download_locked(
+    url: str,
+    final: Path,
+    part: Path,
+    expected: str,
+    manual: str,
+    label: str,
+    force: bool,
+    retries: int,
+    timeout: float,
+    progress: bool,
+) -> Path:
+    """The transfer, retries and verification of `download`, run while holding the file's lock."""
+    if force:
+        try:
+            part.unlink(missing_ok=True)
+        except OSError as exc:
+            raise DownloadError(f"cannot write to {final.parent} ({exc}); {manual}") from None
     last = ""
     restarted = False
     attempt = 0
