@@ -185,18 +185,15 @@ def download(
     if final.is_file() and not force and md5sum(final) == expected:
         return final
     label = f"{info.flag} {size}px"
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        lock = _exclusive(final, label)
-        lock.__enter__()  # not a `with`: only the lock's own OSErrors become this message
-    except OSError as exc:
-        raise DownloadError(f"cannot write to {final.parent} ({exc}); {manual}") from None
-    try:
+    with contextlib.ExitStack() as stack:
+        try:  # only the folder's and the lock's own OSErrors become this message
+            final.parent.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(_exclusive(final, label))
+        except OSError as exc:
+            raise DownloadError(f"cannot write to {final.parent} ({exc}); {manual}") from None
         if final.is_file() and not force and md5sum(final) == expected:
             return final  # another process finished it while this one waited for the lock
         return _download_locked(url, final, part, expected, manual, label, force, retries, timeout, progress)
-    finally:
-        lock.__exit__(None, None, None)
 
 
 def _download_locked(
