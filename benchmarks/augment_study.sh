@@ -2,7 +2,8 @@
 # ResNet-18, recipe medmnist-v2, with an augmentation policy, 3 seeds, on a real 28 px file.
 # Usage: MEDMNIST_ROOT=../shared/data/medmnist OMP_NUM_THREADS=1 \
 #          bash benchmarks/augment_study.sh OUT_DIR DATASET POLICY [SEEDS...]
-# Compare with the `none` runs of benchmarks/official_protocol.sh: python benchmarks/summarize_runs.py OUT_DIR
+# Compare with the `none` runs of benchmarks/official_protocol.sh:
+#   python benchmarks/summarize_runs.py bench_out/official OUT_DIR --baseline none
 set -euo pipefail
 out=$1
 dataset=$2
