@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
@@ -53,6 +54,21 @@ def source_url(info: DatasetInfo, size: int, mirror: str | None = None) -> str:
 
 def _part_path(final: Path) -> Path:
     return final.with_name(final.name + ".part")
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One file to fetch: where from, where to, what MD5 it must have, how a user gets it by hand."""
+
+    url: str
+    final: Path
+    expected: str
+    manual: str
+    label: str
+
+    @property
+    def part(self) -> Path:
+        return _part_path(self.final)
 
 
 @contextlib.contextmanager
@@ -176,7 +192,6 @@ def download(
     info.check_size(size)
     mirror = mirror or os.environ.get(MIRROR_ENV) or None
     final = Path(root).expanduser() / info.filename(size)
-    part = _part_path(final)
     expected = info.md5s[size]
     url = source_url(info, size, mirror)
     manual = f"download {url} by hand, check that its MD5 is {expected}, and place it at {final}" + (
@@ -184,31 +199,21 @@ def download(
     )
     if final.is_file() and not force and md5sum(final) == expected:
         return final
-    label = f"{info.flag} {size}px"
+    job = _Job(url, final, expected, manual, label=f"{info.flag} {size}px")
     with contextlib.ExitStack() as stack:
         try:  # only the folder's and the lock's own OSErrors become this message
             final.parent.mkdir(parents=True, exist_ok=True)
-            stack.enter_context(_exclusive(final, label))
+            stack.enter_context(_exclusive(final, job.label))
         except OSError as exc:
             raise DownloadError(f"cannot write to {final.parent} ({exc}); {manual}") from None
         if final.is_file() and not force and md5sum(final) == expected:
             return final  # another process finished it while this one waited for the lock
-        return _download_locked(url, final, part, expected, manual, label, force, retries, timeout, progress)
+        return _download_locked(job, force=force, retries=retries, timeout=timeout, progress=progress)
 
 
-def _download_locked(
-    url: str,
-    final: Path,
-    part: Path,
-    expected: str,
-    manual: str,
-    label: str,
-    force: bool,
-    retries: int,
-    timeout: float,
-    progress: bool,
-) -> Path:
+def _download_locked(job: _Job, *, force: bool, retries: int, timeout: float, progress: bool) -> Path:
     """The transfer, retries and verification of `download`, run while holding the file's lock."""
+    url, final, part, manual = job.url, job.final, job.part, job.manual
     if force:
         try:
             part.unlink(missing_ok=True)
@@ -219,7 +224,7 @@ def _download_locked(
     attempt = 0
     while True:
         try:
-            resumed = _fetch(url, part, timeout, progress, label)
+            resumed = _fetch(url, part, timeout, progress, job.label)
         except _Permanent as exc:
             raise DownloadError(f"cannot download {url}: {exc}; {manual}") from None
         except _Transient as exc:
@@ -232,7 +237,7 @@ def _download_locked(
         except OSError as exc:  # local disk: full, read-only, ...
             raise DownloadError(f"cannot write {part} ({exc}); {manual}") from None
         actual = md5sum(part)
-        if actual == expected:
+        if actual == job.expected:
             os.replace(part, final)
             return final
         part.unlink(missing_ok=True)  # never keep unverified bytes; the next try starts clean
@@ -241,7 +246,7 @@ def _download_locked(
             restarted = True
             continue
         raise DownloadError(
-            f"MD5 mismatch for {url}: expected {expected}, got {actual}; the file was deleted "
+            f"MD5 mismatch for {url}: expected {job.expected}, got {actual}; the file was deleted "
             f"(the source serves a different or damaged file). {manual[0].upper()}{manual[1:]}"
         )
     received = part.stat().st_size if part.is_file() else 0
