@@ -52,10 +52,6 @@ def source_url(info: DatasetInfo, size: int, mirror: str | None = None) -> str:
     return info.urls[size]
 
 
-def _part_path(final: Path) -> Path:
-    return final.with_name(final.name + ".part")
-
-
 @dataclass(frozen=True)
 class _Job:
     """One file to fetch: where from, where to, what MD5 it must have, how a user gets it by hand."""
@@ -68,7 +64,7 @@ class _Job:
 
     @property
     def part(self) -> Path:
-        return _part_path(self.final)
+        return self.final.with_name(self.final.name + ".part")
 
 
 @contextlib.contextmanager
