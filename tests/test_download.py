@@ -78,9 +78,11 @@ class MirrorHandler(http.server.BaseHTTPRequestHandler):
         if action == "truncate":
             body = body[: len(body) // 2]
             self.close_connection = True
+        # Counted before writing: once the bytes are out, the client (and the test's assertion)
+        # may finish before this thread runs again.
+        srv.sent += len(body)
         self.wfile.write(body)
         self.wfile.flush()
-        srv.sent += len(body)
 
     def log_message(self, *args: object) -> None:  # keep test output clean
         pass
