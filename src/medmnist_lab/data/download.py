@@ -52,6 +52,10 @@ def source_url(info: DatasetInfo, size: int, mirror: str | None = None) -> str:
     return info.urls[size]
 
 
+def _verified(path: Path, md5: str) -> bool:
+    return path.is_file() and md5sum(path) == md5
+
+
 @dataclass(frozen=True)
 class _Job:
     """One file to fetch: where from, where to, what MD5 it must have, how a user gets it by hand."""
@@ -193,7 +197,7 @@ def download(
     manual = f"download {url} by hand, check that its MD5 is {expected}, and place it at {final}" + (
         "" if mirror else "; or use a mirror: --mirror URL or $MEDMNIST_MIRROR"
     )
-    if final.is_file() and not force and md5sum(final) == expected:
+    if not force and _verified(final, expected):
         return final
     job = _Job(url, final, expected, manual, label=f"{info.flag} {size}px")
     with contextlib.ExitStack() as stack:
@@ -202,7 +206,7 @@ def download(
             stack.enter_context(_exclusive(final, job.label))
         except OSError as exc:
             raise DownloadError(f"cannot write to {final.parent} ({exc}); {manual}") from None
-        if final.is_file() and not force and md5sum(final) == expected:
+        if not force and _verified(final, expected):
             return final  # another process finished it while this one waited for the lock
         return _download_locked(job, force=force, retries=retries, timeout=timeout, progress=progress)
 
