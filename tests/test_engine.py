@@ -17,6 +17,7 @@ from medmnist_lab.engine import evaluate, fit, resolve_config
 from medmnist_lab.engine.batcher import DeviceBatcher
 from medmnist_lab.engine.checkpoint import load_checkpoint
 from medmnist_lab.engine.schedule import build_optimizer, build_scheduler
+from medmnist_lab.engine.summary import RunSummary
 from medmnist_lab.engine.train import TrainingError
 from medmnist_lab.errors import CheckpointError, MedMNISTLabError
 from synthetic import TASK_EXAMPLES, write_npz
@@ -30,8 +31,8 @@ def tiny_config(flag: str, root: Path, out: Path, **kw):
     return resolve_config(flag, root=str(root), out_dir=str(out), **{**TINY, **kw})
 
 
-def metrics_of(summary: dict) -> dict:
-    return {s: (summary["metrics"][s]["auc"], summary["metrics"][s]["acc"]) for s in ("train", "val", "test")}
+def metrics_of(summary: RunSummary) -> dict:
+    return {s: (summary.metrics[s].auc, summary.metrics[s].acc) for s in ("train", "val", "test")}
 
 
 @pytest.mark.parametrize("task", sorted(TASK_EXAMPLES))
@@ -47,13 +48,17 @@ def test_fit_writes_every_output(task, synthetic_root, tmp_path):
     assert {"train_loss", "val_auc", "val_acc", "lr", "seconds", "images_per_s"} <= set(history[0])
     csvs = sorted(p.name for p in run.glob("*.csv"))
     assert len(csvs) == 2 and csvs[0].startswith(f"{flag}_test_[AUC]") and csvs[1].startswith(f"{flag}_val_[AUC]")
-    summary = json.loads((run / "summary.json").read_text())
-    assert summary["best_epoch"] in (0, 1)
+    raw = json.loads((run / "summary.json").read_text())
+    assert (raw["format"], raw["version"]) == ("medmnist-lab/run-summary", 1)
+    summary = RunSummary.read(run)
+    assert summary == result.summary
+    assert summary.best_epoch in (0, 1)
     for split in ("train", "val", "test"):
-        assert 0 <= summary["metrics"][split]["acc"] <= 1
-    assert summary["versions"]["torch"] == torch.__version__
+        assert 0 <= summary.metrics[split].acc <= 1
+    assert summary.versions["torch"] == torch.__version__
+    assert summary.config == result.summary.config == tiny_config(flag, synthetic_root, tmp_path, name="run").to_dict()
     ckpt = load_checkpoint(run / "best.pt")
-    assert ckpt["dataset"]["label_names"] == list(result.summary["metrics"]["val"]["labels"])
+    assert ckpt["dataset"]["label_names"] == list(result.summary.metrics["val"].extras["labels"])
 
 
 def test_same_seed_same_metrics_and_other_seed_differs(synthetic_root, tmp_path):
@@ -94,7 +99,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(synthetic_root, tmp
         tiny_config("dermamnist", synthetic_root, tmp_path, name="cut", **cfg), resume=cut_dir, progress=False
     )
     assert metrics_of(resumed.summary) == metrics_of(full.summary)
-    assert resumed.summary["resumed_from_epoch"] == 2
+    assert resumed.summary.resumed_from_epoch == 2
     assert history_of(cut_dir) == history_of(full.run_dir)
 
 
@@ -281,11 +286,11 @@ def test_train_on_real_breastmnist_and_evaluate_cli(real_root, tmp_path, capsys)
     ]
     assert main(args) == 0
     run = tmp_path / "breastmnist_28" / "resnet18" / "real"
-    summary = json.loads((run / "summary.json").read_text())
+    summary = RunSummary.read(run)
     capsys.readouterr()
     assert main(["evaluate", str(run / "best.pt"), "--split", "test", "--json"]) == 0
     out = json.loads(capsys.readouterr().out.split("\nsaved:")[0])
-    assert (out["auc"], out["acc"]) == (summary["metrics"]["test"]["auc"], summary["metrics"]["test"]["acc"])
+    assert (out["auc"], out["acc"]) == (summary.metrics["test"].auc, summary.metrics["test"].acc)
 
 
 def test_extra_training_data_hooks(synthetic_root, tmp_path):
@@ -296,7 +301,7 @@ def test_extra_training_data_hooks(synthetic_root, tmp_path):
         ),
         progress=False,
     )
-    data = result.summary["data"]
+    data = result.summary.data
     assert data["n_real"] == 40 and data["n_synthetic"] == 20
     with pytest.raises(MedMNISTLabError, match="holds 30"):
         fit(
@@ -304,7 +309,7 @@ def test_extra_training_data_hooks(synthetic_root, tmp_path):
             progress=False,
         )
     # Validation and test still come from the real file.
-    val_n = result.summary["metrics"]["val"]["n_samples"]
+    val_n = result.summary.metrics["val"].extras["n_samples"]
     assert val_n == 16
 
 
@@ -313,7 +318,7 @@ def test_augmented_training_is_reproducible_and_resumable(synthetic_root, tmp_pa
     a = fit(tiny_config("breastmnist", synthetic_root, tmp_path, name="a", **cfg), progress=False)
     b = fit(tiny_config("breastmnist", synthetic_root, tmp_path, name="b", **cfg), progress=False)
     assert metrics_of(a.summary) == metrics_of(b.summary)
-    assert a.summary["augment"]["magnitudes"]["rotate"] == 20
+    assert a.summary.augment["magnitudes"]["rotate"] == 20
 
     def stop(epoch, record):
         raise Interrupt
@@ -342,8 +347,8 @@ def test_every_augmentation_policy_trains_on_real_data(flag, real_root, tmp_path
     for policy in POLICIES.names():
         cfg = tiny_config(flag, real_root, tmp_path, name=policy, epochs=1, subset=64, batch_size=32, augment=policy)
         result = fit(cfg, progress=False)
-        assert result.summary["metrics"]["test"]["n_samples"] == get_n(flag, "test")
-        assert math.isfinite(result.summary["metrics"]["train"]["acc"])
+        assert result.summary.metrics["test"].extras["n_samples"] == get_n(flag, "test")
+        assert math.isfinite(result.summary.metrics["train"].acc)
 
 
 def get_n(flag: str, split: str) -> int:
@@ -374,7 +379,7 @@ def test_offline_expansion_end_to_end_on_real_data(real_root, tmp_path):
     )
     cfg = tiny_config("breastmnist", real_root, tmp_path, name="exp", epochs=1, train_npz=str(out))
     result = fit(cfg, progress=False)
-    assert result.summary["data"]["n_real"] == 3 * 546
-    assert result.summary["data"]["train_meta"]["factor"] == 2
-    assert result.summary["metrics"]["val"]["n_samples"] == 78
-    assert result.summary["metrics"]["test"]["n_samples"] == 156
+    assert result.summary.data["n_real"] == 3 * 546
+    assert result.summary.data["train_meta"]["factor"] == 2
+    assert result.summary.metrics["val"].extras["n_samples"] == 78
+    assert result.summary.metrics["test"].extras["n_samples"] == 156

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import pickle
@@ -10,12 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from medmnist_lab.cli.main import main
 from medmnist_lab.data.arrays import META_KEY, load_split
+from medmnist_lab.engine.summary import SplitMetrics, SummaryError
 from medmnist_lab.errors import CheckpointError, MedMNISTLabError
 from medmnist_lab.gan.checkpoint import load_checkpoint
+from medmnist_lab.gan.config import GANConfig
 from medmnist_lab.gan.modes import LOSSES
 from medmnist_lab.gan.quality import (
     diversity,
@@ -24,11 +28,26 @@ from medmnist_lab.gan.quality import (
     memorization,
     precision_recall,
 )
+from medmnist_lab.gan.records import (
+    CASResult,
+    DiversityReport,
+    FeatureExtractorInfo,
+    FIDReport,
+    GANEpochStats,
+    GANQuality,
+    GANRunSummary,
+    MemorizationReport,
+    PrecisionRecall,
+)
 from medmnist_lab.gan.sampling import load_gan, proportional_counts, resolve_counts, sample, sample_to_npz
-from medmnist_lab.gan.train import GANConfig, train_gan
+from medmnist_lab.gan.train import train_gan
 from synthetic import make_arrays
 
-TINY = dict(width=4, nz=8, batch_size=16, progress=False)
+TINY = dict(width=4, nz=8, batch_size=16)
+
+
+def _train(cfg: GANConfig, **kw):
+    return train_gan(cfg, progress=False, **kw)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -60,31 +79,32 @@ def breast_run(unbalanced_root: Path, tmp_path_factory: pytest.TempPathFactory):
     cfg = GANConfig(
         "breastmnist", mode="per-class", epochs=2, sample_every=1, out=str(out), root=str(unbalanced_root), **TINY
     )
-    return train_gan(cfg)
+    return _train(cfg)
 
 
 @pytest.fixture(scope="module")
 def derma_run(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("runs") / "derma-cond"
     cfg = GANConfig("dermamnist", mode="conditional", epochs=1, out=str(out), root=str(synthetic_root), **TINY)
-    return train_gan(cfg)
+    return _train(cfg)
 
 
 # --- training -------------------------------------------------------------------------------
 
 
 def test_training_gives_finite_losses_grids_and_a_safe_checkpoint(breast_run) -> None:
-    assert [h["epoch"] for h in breast_run.history] == [1, 2]
+    assert [h.epoch for h in breast_run.history] == [0, 1]  # 0-based, as the classifier engine's
     for h in breast_run.history:
-        assert all(math.isfinite(h[k]) for k in ("loss_d", "loss_g", "d_real", "d_fake", "seconds"))
-        assert 0 < h["d_real"] < 1 and 0 < h["d_fake"] < 1
-    assert [p.name for p in breast_run.grids] == ["epoch_0001.png", "epoch_0002.png"]
+        assert all(math.isfinite(v) for v in (h.loss_d, h.loss_g, h.d_real, h.d_fake, h.seconds))
+        assert 0 < h.d_real < 1 and 0 < h.d_fake < 1
+    assert [p.name for p in breast_run.grids] == ["epoch_0000.png", "epoch_0001.png"]
     with Image.open(breast_run.grids[-1]) as im:
         assert im.height == 2 * 56 + 3 * 2  # one row per class (2), 56 px cells, 2 px padding
     lines = (breast_run.run_dir / "history.jsonl").read_text().splitlines()
-    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    assert [GANEpochStats.from_dict(json.loads(line)) for line in lines] == breast_run.history
     ckpt = torch.load(breast_run.checkpoint, weights_only=True)  # the restricted unpickler reads it
-    assert ckpt["epoch"] == 2 and ckpt["class_counts"] == [30, 10]
+    assert ckpt["version"] == 2 and ckpt["epoch"] == 1 and ckpt["class_counts"] == [30, 10]
+    assert ckpt["precision"] == "fp32" and "resume" not in ckpt["config"] and "progress" not in ckpt["config"]
     assert ckpt["spec"]["mode"] == "per-class"
     noise = ckpt["fixed_noise"]  # (2 classes x 8 columns, nz), the same 8 vectors in each row
     assert noise.shape == (16, 8) and torch.equal(noise[:8], noise[8:]) and not torch.equal(noise[0], noise[1])
@@ -92,7 +112,7 @@ def test_training_gives_finite_losses_grids_and_a_safe_checkpoint(breast_run) ->
 
 def test_conditional_rgb_training(derma_run) -> None:
     h = derma_run.history[0]
-    assert math.isfinite(h["loss_d"]) and math.isfinite(h["loss_g"])
+    assert math.isfinite(h.loss_d) and math.isfinite(h.loss_g)
     gan = load_gan(derma_run.checkpoint)
     assert gan.spec.channels == 3 and gan.spec.n_classes == 7
 
@@ -100,37 +120,125 @@ def test_conditional_rgb_training(derma_run) -> None:
 @pytest.mark.parametrize("mode", ["per-class", "conditional"])
 def test_resume_continues_exactly(mode: str, unbalanced_root: Path, tmp_path: Path) -> None:
     base = dict(mode=mode, root=str(unbalanced_root), checkpoint_every=1, sample_every=5, **TINY)
-    full = train_gan(GANConfig("breastmnist", epochs=3, out=str(tmp_path / "full"), **base))
-    train_gan(GANConfig("breastmnist", epochs=1, out=str(tmp_path / "part"), **base))
-    resumed = train_gan(GANConfig("breastmnist", epochs=3, out=str(tmp_path / "part"), resume=True, **base))
+    full = _train(GANConfig("breastmnist", epochs=3, out=str(tmp_path / "full"), **base))
+    _train(GANConfig("breastmnist", epochs=1, out=str(tmp_path / "part"), **base))
+    resumed = _train(GANConfig("breastmnist", epochs=3, out=str(tmp_path / "part"), **base), resume=True)
+    assert yaml.safe_load((resumed.run_dir / "config.yaml").read_text())["epochs"] == 3  # not the 1 it began with
     a, b = load_checkpoint(full.checkpoint), load_checkpoint(resumed.checkpoint)
-    assert b["epoch"] == 3 and [h["epoch"] for h in b["history"]] == [1, 2, 3]
+    assert b["epoch"] == 2 and [h["epoch"] for h in b["history"]] == [0, 1, 2]
+    assert resumed.summary.resumed_from_epoch == 1 and full.summary.resumed_from_epoch is None
     for key in ("generator", "discriminator"):
         for name, t in a[key].items():
             assert torch.equal(t, b[key][name]), f"{key}.{name} differs after resume"
     assert [h["loss_d"] for h in a["history"]] == [h["loss_d"] for h in b["history"]]
 
 
+def test_run_folder_is_the_engines_layout(breast_run) -> None:
+    """config.yaml, history.jsonl, last.pt, samples/ and, at the end, a typed summary.json."""
+    run_dir = breast_run.run_dir
+    names = {p.name for p in run_dir.iterdir()}
+    assert names == {"config.yaml", "history.jsonl", "last.pt", "samples", "summary.json"}
+    cfg = GANConfig.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    assert cfg.mode == "per-class" and cfg.epochs == 2 and cfg.out == str(run_dir)
+    summary = GANRunSummary.read(run_dir)
+    assert summary == breast_run.summary
+    assert summary.config == cfg.to_dict() and summary.spec == load_checkpoint(breast_run.checkpoint)["spec"]
+    assert (summary.dataset, summary.size, summary.mode, summary.epochs) == ("breastmnist", 28, "per-class", 2)
+    assert summary.final == breast_run.history[-1] and summary.final.epoch == 1
+    assert (summary.device, summary.precision, summary.class_counts) == ("cpu", "fp32", [30, 10])
+    assert summary.wall_seconds > 0 and summary.resumed_from_epoch is None
+    assert {"medmnist_lab", "torch", "numpy", "python"} <= set(summary.versions)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_result(unbalanced_root: Path, tmp_path: Path) -> None:
+    """Killed after epoch 2 with a checkpoint every 2 epochs: history.jsonl holds only the
+    checkpointed epochs, no summary; resumed from the folder, the run ends as if never stopped."""
+    base = dict(mode="conditional", root=str(unbalanced_root), epochs=4, checkpoint_every=2, sample_every=9, **TINY)
+    full = _train(GANConfig("breastmnist", out=str(tmp_path / "full"), **base))
+
+    def stop_after_epoch_2(epoch: int, stats: GANEpochStats) -> None:
+        if epoch == 2:
+            raise _Stop
+
+    part = tmp_path / "part"
+    with pytest.raises(_Stop):
+        _train(GANConfig("breastmnist", out=str(part), **base), on_epoch_end=stop_after_epoch_2)
+    lines = [json.loads(line) for line in (part / "history.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [0, 1] and load_checkpoint(part / "last.pt")["epoch"] == 1
+    assert not (part / "summary.json").exists()
+
+    # resume as a path; cfg.out is not used then
+    resumed = _train(GANConfig("breastmnist", out=str(tmp_path / "elsewhere"), **base), resume=part)
+    assert resumed.run_dir == part and not (tmp_path / "elsewhere").exists()
+    strip = [dataclasses.replace(h, seconds=0.0) for h in full.history]
+    assert [dataclasses.replace(h, seconds=0.0) for h in resumed.history] == strip
+    lines = [GANEpochStats.from_dict(json.loads(line)) for line in (part / "history.jsonl").read_text().splitlines()]
+    assert [dataclasses.replace(h, seconds=0.0) for h in lines] == strip
+    a, b = load_checkpoint(full.checkpoint), load_checkpoint(resumed.checkpoint)
+    for key in ("generator", "discriminator"):
+        for name, t in a[key].items():
+            assert torch.equal(t, b[key][name]), f"{key}.{name} differs after resume"
+    summary = GANRunSummary.read(part)
+    assert summary.resumed_from_epoch == 2 and summary.final.loss_d == full.summary.final.loss_d
+    assert summary.config["out"] == str(part) == yaml.safe_load((part / "config.yaml").read_text())["out"]
+
+
+def test_mixed_precision_comes_from_the_engine_and_is_recorded(unbalanced_root: Path, tmp_path: Path) -> None:
+    from medmnist_lab.engine.device import resolve_precision
+
+    cfg = GANConfig("breastmnist", epochs=1, amp=True, root=str(unbalanced_root), out=str(tmp_path / "r"), **TINY)
+    expected = resolve_precision(torch.device("cpu"), True).name
+    run = _train(cfg)
+    assert expected == "bfloat16" and run.summary.precision == expected
+    assert load_checkpoint(run.checkpoint)["precision"] == expected
+    assert math.isfinite(run.summary.final.loss_d) and math.isfinite(run.summary.final.loss_g)
+    assert load_gan(run.checkpoint).generator.state_dict()["net.0.weight"].dtype == torch.float32
+
+
 def test_resume_guards(unbalanced_root: Path, tmp_path: Path) -> None:
     base = dict(root=str(unbalanced_root), out=str(tmp_path / "run"), **TINY)
     with pytest.raises(MedMNISTLabError, match="nothing to resume"):
-        train_gan(GANConfig("breastmnist", epochs=1, resume=True, **base))
-    train_gan(GANConfig("breastmnist", epochs=1, **base))
+        _train(GANConfig("breastmnist", epochs=1, **base), resume=True)
+    _train(GANConfig("breastmnist", epochs=1, **base))
     with pytest.raises(MedMNISTLabError, match="exists; pass --resume"):
-        train_gan(GANConfig("breastmnist", epochs=2, **base))
+        _train(GANConfig("breastmnist", epochs=2, **base))
     with pytest.raises(CheckpointError, match=r"lr=0\.0002 in the checkpoint vs 0\.001"):
-        train_gan(GANConfig("breastmnist", epochs=2, resume=True, lr=1e-3, **base))
+        _train(GANConfig("breastmnist", epochs=2, lr=1e-3, **base), resume=True)
     with pytest.raises(MedMNISTLabError, match="already has 1 epochs"):
-        train_gan(GANConfig("breastmnist", epochs=1, resume=True, **base))
+        _train(GANConfig("breastmnist", epochs=1, **base), resume=True)
+    (tmp_path / "stale").mkdir()
+    (tmp_path / "stale" / "notes.txt").write_text("not a run")
+    with pytest.raises(MedMNISTLabError, match=r"holds no last\.pt"):
+        _train(GANConfig("breastmnist", epochs=1, **{**base, "out": str(tmp_path / "stale")}))
 
 
-def test_bad_config_is_a_user_error(unbalanced_root: Path, tmp_path: Path) -> None:
+def test_bad_config_is_refused_when_built() -> None:
     with pytest.raises(MedMNISTLabError, match="unknown GAN loss 'wgan'"):
-        train_gan(GANConfig("breastmnist", loss="wgan", root=str(unbalanced_root), out=str(tmp_path), **TINY))
+        GANConfig("breastmnist", loss="wgan", **TINY)
     with pytest.raises(MedMNISTLabError, match="beta1 must be in"):
-        train_gan(GANConfig("breastmnist", beta1=1.5, root=str(unbalanced_root), out=str(tmp_path), **TINY))
+        GANConfig("breastmnist", beta1=1.5, **TINY)
     with pytest.raises(MedMNISTLabError, match="multi-label"):
-        train_gan(GANConfig("chestmnist", out=str(tmp_path), **TINY))
+        GANConfig("chestmnist", **TINY)
+    with pytest.raises(MedMNISTLabError, match="checkpoint_every must be a positive"):
+        GANConfig("breastmnist", checkpoint_every=0)
+    with pytest.raises(MedMNISTLabError, match="28, 64"):
+        GANConfig("breastmnist", size=128)
+
+
+def test_gan_config_is_frozen_and_canonical() -> None:
+    cfg = GANConfig("BreastMNIST", mode="per_class", loss="BCE", out=Path("runs/x"), **TINY)
+    assert (cfg.dataset, cfg.mode, cfg.loss, cfg.out) == ("breastmnist", "per-class", "bce", "runs/x")
+    assert cfg == GANConfig("breastmnist", mode="per-class", out="runs/x", **TINY)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.epochs = 3  # type: ignore[misc]
+    assert GANConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert cfg.spec().mode == "per-class" and cfg.spec().n_classes == 2
+    with pytest.raises(MedMNISTLabError, match=r"unknown GAN config fields \['resume'\]"):
+        GANConfig.from_dict({**cfg.to_dict(), "resume": True})  # a run flag, not a setting
 
 
 def test_losses() -> None:
@@ -145,7 +253,7 @@ def test_losses() -> None:
 
 def test_64px_training(tmp_path: Path) -> None:
     _write_unbalanced(tmp_path / "data" / "breastmnist_64.npz", "breastmnist", [6, 6], size=64)
-    run = train_gan(
+    run = _train(
         GANConfig("breastmnist", size=64, epochs=1, root=str(tmp_path / "data"), out=str(tmp_path / "r"), **TINY)
     )
     images, _ = sample(run.checkpoint, per_class=2, device="cpu")
@@ -182,6 +290,39 @@ def test_foreign_and_missing_checkpoints(tmp_path: Path) -> None:
     (tmp_path / "trunc.pt").write_bytes(b"PK\x03\x04garbage")
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         load_checkpoint(tmp_path / "trunc.pt")
+
+
+def _as_version_1(path: Path, out: Path) -> Path:
+    """Rewrite a checkpoint in the first version's layout: epochs from 1, run flags in the config."""
+    ckpt = torch.load(path, weights_only=True)
+    for key in ("precision", "elapsed_seconds", "scaler"):
+        del ckpt[key]
+    ckpt["version"] = 1
+    ckpt["config"] = {**{k: v for k, v in ckpt["config"].items() if k != "amp"}, "resume": False, "progress": False}
+    ckpt["epoch"] += 1
+    ckpt["history"] = [{**h, "epoch": h["epoch"] + 1} for h in ckpt["history"]]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, out)
+    return out
+
+
+def test_version_1_checkpoint_still_samples(breast_run, unbalanced_root: Path, tmp_path: Path) -> None:
+    old = _as_version_1(breast_run.checkpoint, tmp_path / "old" / "last.pt")
+    ckpt = load_checkpoint(old)  # upgraded in memory to the current layout
+    assert ckpt["upgraded_from"] == 1 and ckpt["epoch"] == 1 and [h["epoch"] for h in ckpt["history"]] == [0, 1]
+    gan = load_gan(old)
+    assert gan.epoch == 1 and gan.config == GANConfig.from_dict(breast_run.summary.config)
+    a, _ = sample(old, per_class=2, seed=3, device="cpu")
+    b, _ = sample(breast_run.checkpoint, per_class=2, seed=3, device="cpu")
+    assert torch.equal(a, b)
+    _, counts = sample_to_npz(old, tmp_path / "old.npz", balance=True, device="cpu")
+    assert counts == [0, 20]
+    cfg = GANConfig("breastmnist", mode="per-class", epochs=3, root=str(unbalanced_root), **TINY)
+    with pytest.raises(CheckpointError, match="not resumed"):
+        _train(cfg, resume=old.parent)
+    torch.save({**torch.load(old, weights_only=True), "version": 3}, tmp_path / "new.pt")
+    with pytest.raises(CheckpointError, match="version 3"):
+        load_checkpoint(tmp_path / "new.pt")
 
 
 # --- sampling --------------------------------------------------------------------------------
@@ -259,7 +400,7 @@ def test_engine_trains_with_the_synthetic_npz(breast_run, unbalanced_root: Path,
         name="with-syn",
     )
     summary = fit(cfg, progress=False).summary
-    data = summary["data"]
+    data = summary.data
     assert data["n_real"] == 40 and data["n_synthetic"] == 20
     assert data["synthetic_meta"]["origin"] == "synthetic" and data["synthetic_meta"]["counts"] == [15, 5]
     assert data["synthetic_meta"]["mode"] == "per-class"
@@ -290,7 +431,8 @@ def test_cli_train_and_sample(unbalanced_root: Path, tmp_path: Path, capsys: pyt
             "--no-progress",
         ]
     )
-    assert rc == 0 and (out / "last.pt").is_file() and (out / "samples" / "epoch_0001.png").is_file()
+    assert rc == 0 and (out / "last.pt").is_file() and (out / "samples" / "epoch_0000.png").is_file()
+    assert GANRunSummary.read(out).epochs == 1 and "last epoch: loss_d" in capsys.readouterr().out
     rc = main(["gan", "sample", str(out / "last.pt"), "--ratio", "0.2", "-o", str(tmp_path / "s.npz")])
     assert rc == 0
     assert "8 images, per class [6, 2]" in capsys.readouterr().out
@@ -363,9 +505,72 @@ def test_memorization_check() -> None:
     rng = np.random.default_rng(0)
     train, test = rng.normal(size=(200, 8)), rng.normal(size=(100, 8))
     copies = memorization(train, train[:100] + 1e-3, test)
-    assert copies["ratio"] < 0.01 and "memorization" in copies["warnings"][0]
+    assert copies.ratio < 0.01 and "memorization" in copies.warnings[0]
     fresh = memorization(train, rng.normal(size=(100, 8)), test)
-    assert fresh["ratio"] == pytest.approx(1.0, abs=0.2) and fresh["warnings"] == []
+    assert fresh.ratio == pytest.approx(1.0, abs=0.2) and fresh.warnings == []
+
+
+def _quality() -> GANQuality:
+    fid_all = FIDReport(1.5, 24, 8, 2.5, 1.25)
+    div = DiversityReport(0.9, 0.0, 0.01, 0.2, [])
+    return GANQuality(
+        checkpoint="/runs/gan/x/last.pt",
+        dataset="breastmnist",
+        size=28,
+        mode="per-class",
+        epoch=9,
+        seed=0,
+        n_generated=24,
+        counts=[18, 6],
+        feature_extractor=FeatureExtractorInfo(
+            "default", "resnet18", 16, "/c/best.pt", 3, test=SplitMetrics(0.8, 0.7, {"n_samples": 8}), val=None
+        ),
+        fid=fid_all,
+        fid_per_class={"malignant": FIDReport(12.0, 6, 2, None, None)},
+        precision_recall=PrecisionRecall(3, 0.6, 0.5, 0.7, 0.65),
+        diversity=div,
+        diversity_per_class={"malignant": DiversityReport(0.3, 0.2, 0.0, 0.2, ["possible mode collapse: ..."])},
+        memorization=MemorizationReport(1.0, 1.1, 0.91, []),
+        warnings=["possible mode collapse: ..."],
+        cas=CASResult(SplitMetrics(0.7, 0.6), SplitMetrics(0.8, 0.75), 40, "fast", "resnet18 width 16, 10 epochs"),
+    )
+
+
+def test_gan_quality_round_trips_through_json(tmp_path: Path) -> None:
+    q = _quality()
+    data = json.loads(json.dumps(q.to_dict()))
+    assert (data["format"], data["version"]) == ("medmnist-lab/gan-quality", 1)
+    assert set(data["fid"]["per_class"]) == {"malignant"} and set(data["diversity"]) == {"all", "per_class"}
+    assert GANQuality.from_dict(data) == q
+    assert GANQuality.read(q.write(tmp_path / "run" / "quality.json")) == q
+    assert GANQuality.read(tmp_path / "run") == q  # a run folder: its quality.json
+    assert GANQuality.from_dict({k: v for k, v in data.items() if k != "cas"}).cas is None
+    # The first version's file: no format key, epochs counted from 1, no memorization warnings.
+    v0 = {k: v for k, v in data.items() if k not in ("format", "version", "seed")}
+    v0 = {**v0, "epoch": 10, "memorization": {k: v for k, v in data["memorization"].items() if k != "warnings"}}
+    assert GANQuality.from_dict(v0) == q
+    with pytest.raises(SummaryError, match="newer"):
+        GANQuality.from_dict({**data, "version": 2})
+    with pytest.raises(SummaryError, match="not a GAN quality record"):
+        GANQuality.from_dict({**data, "format": "medmnist-lab/run-summary"})
+    with pytest.raises(SummaryError, match="not been evaluated"):
+        GANQuality.read(tmp_path / "nothing")
+
+
+def test_gan_run_summary_round_trips_through_json(breast_run, tmp_path: Path) -> None:
+    s = breast_run.summary
+    data = json.loads(json.dumps(s.to_dict()))
+    assert (data["format"], data["version"]) == ("medmnist-lab/gan-run-summary", 1)
+    assert GANRunSummary.from_dict(data) == s
+    assert GANRunSummary.read(s.write(tmp_path / "summary.json")) == s
+    with pytest.raises(SummaryError, match="not a GAN run summary"):
+        GANRunSummary.from_dict({**data, "format": "medmnist-lab/gan-quality"})
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "summary.json").write_text(json.dumps(data)[:50])
+    with pytest.raises(SummaryError, match="damaged or truncated"):
+        GANRunSummary.read(tmp_path / "cut")
+    with pytest.raises(SummaryError, match="has not finished"):
+        GANRunSummary.read(tmp_path / "none")
 
 
 def test_evaluate_end_to_end(breast_run, derma_run, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -388,6 +593,10 @@ def test_evaluate_end_to_end(breast_run, derma_run, tmp_path: Path, capsys: pyte
     printed = capsys.readouterr().out
     assert "FID vs real train" in printed and "class malignant" in printed and "CAS (test on real)" in printed
     r = json.loads((tmp_path / "q.json").read_text())
+    assert (r["format"], r["version"]) == ("medmnist-lab/gan-quality", 1)
+    q = GANQuality.read(tmp_path / "q.json")
+    assert q.to_dict() == r and q.epoch == 1 and set(q.fid_per_class) == {"malignant", "normal, benign"}
+    assert q.cas is not None and 0 <= q.cas.synthetic_trained.acc <= 1 and q.feature_extractor.test is not None
     assert r["n_generated"] == 24 and r["counts"] == [18, 6]
     assert r["fid"]["generated_vs_train"] >= 0 and r["fid"]["test_vs_train"] >= 0
     assert r["fid"]["test_n"] == 8 and r["fid"]["generated_vs_train_at_test_n"] >= 0
@@ -409,8 +618,6 @@ def test_evaluate_end_to_end(breast_run, derma_run, tmp_path: Path, capsys: pyte
 
 
 def test_real_breastmnist_one_epoch(real_root: Path, tmp_path: Path) -> None:
-    run = train_gan(
-        GANConfig("breastmnist", mode="conditional", epochs=1, root=str(real_root), out=str(tmp_path), **TINY)
-    )
-    assert math.isfinite(run.history[0]["loss_d"])
+    run = _train(GANConfig("breastmnist", mode="conditional", epochs=1, root=str(real_root), out=str(tmp_path), **TINY))
+    assert math.isfinite(run.history[0].loss_d)
     assert load_checkpoint(run.checkpoint)["class_counts"] == [147, 399]  # malignant, benign

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
 from medmnist_lab.cli.common import add_command, add_group, add_root, positive_int
 
 GAN_SIZES = (28, 64)  # the sizes the DCGAN nets are built for (models/dcgan.py)
+DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps (resolved by the training engine)"
 
 
 def _positive_float(text: str) -> float:
@@ -21,8 +23,12 @@ def _positive_float(text: str) -> float:
     return value
 
 
+AMP_CHOICES = {"on": True, "off": False, "auto": None}
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from medmnist_lab.gan.train import GANConfig, train_gan
+    from medmnist_lab.gan.config import GANConfig
+    from medmnist_lab.gan.train import train_gan
 
     cfg = GANConfig(
         dataset=args.dataset,
@@ -41,20 +47,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         out=str(args.out) if args.out else None,
         root=args.root,
         device=args.device,
-        resume=args.resume,
-        progress=not args.no_progress,
+        amp=AMP_CHOICES[args.amp],
     )
-    result = train_gan(cfg)
-    h = result.history
+    result = train_gan(cfg, resume=args.resume, progress=not args.no_progress)
+    last = result.summary.final
     print(f"\nrun: {result.run_dir}   checkpoint: {result.checkpoint}   epochs: {result.epochs_done}")
-    if h:
-        last = h[-1]
-        print(
-            f"last epoch: loss_d {last['loss_d']:.3f}  loss_g {last['loss_g']:.3f}  "
-            f"D(x) {last['d_real']:.2f}  D(G(z)) {last['d_fake']:.2f}"
-        )
-        secs = sorted(r["seconds"] for r in h)
-        print(f"seconds/epoch: median {secs[len(secs) // 2]:.2f} over {len(secs)} epochs")
+    print(
+        f"last epoch: loss_d {last.loss_d:.3f}  loss_g {last.loss_g:.3f}  "
+        f"D(x) {last.d_real:.2f}  D(G(z)) {last.d_fake:.2f}"
+    )
+    secs = sorted(r.seconds for r in result.history)
+    print(f"seconds/epoch: median {secs[len(secs) // 2]:.2f} over {len(secs)} epochs")
     if result.grids:
         print(f"latest sample grid: {result.grids[-1]}")
     return 0
@@ -77,9 +80,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from medmnist_lab.gan.quality import evaluate_gan
+    from medmnist_lab.gan.quality import default_quality_path, evaluate_gan
 
-    r = evaluate_gan(
+    q = evaluate_gan(
         args.checkpoint,
         classifier=args.classifier,
         n=args.n,
@@ -89,47 +92,47 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         classifier_width=args.classifier_width,
         seed=args.seed,
         device=args.device,
-        output=args.output,
     )
-    fe = r["feature_extractor"]
+    path = q.write(args.output if args.output is not None else default_quality_path(args.checkpoint))
+    for w in q.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    fe = q.feature_extractor
     print(
-        f"{r['dataset']} {r['size']}px {r['mode']} GAN, epoch {r['epoch']}: {r['n_generated']} generated "
-        f"(per class {r['counts']})"
+        f"{q.dataset} {q.size}px {q.mode} GAN after {q.epoch + 1} epochs: {q.n_generated} generated "
+        f"(per class {q.counts})"
     )
-    test = fe.get("test")
     print(
-        f"features: {fe['model']} (width {fe['width']}, {fe['source']})"
-        + (f", test AUC {test['auc']:.3f} ACC {test['acc']:.3f}" if test else "")
+        f"features: {fe.model} (width {fe.width}, {fe.source})"
+        + (f", test AUC {fe.test.auc:.3f} ACC {fe.test.acc:.3f}" if fe.test is not None else "")
     )
-    rows = {"all": r["fid"], **{f"class {k}": v for k, v in r["fid"]["per_class"].items()}}
+    rows = {"all": q.fid, **{f"class {k}": v for k, v in q.fid_per_class.items()}}
     print(f"{'FID vs real train':<28} {'generated':>10} {'gen. at n':>10} {'real test':>10} {'n':>5}")
     for name, f in rows.items():
-        cells = [f["generated_vs_train"], f["generated_vs_train_at_test_n"], f["test_vs_train"]]
+        cells = [f.generated_vs_train, f.generated_vs_train_at_test_n, f.test_vs_train]
         text = " ".join(f"{v:10.3f}" if v is not None else f"{'-':>10}" for v in cells)
-        print(f"{name[:28]:<28} {text} {f['test_n']:5d}")
-    pr = r["precision_recall"]
+        print(f"{name[:28]:<28} {text} {f.test_n:5d}")
+    pr = q.precision_recall
     print(
-        f"precision {pr['precision']:.3f}  recall {pr['recall']:.3f}  (k={pr['k']}; real test: "
-        f"{pr['test_precision']:.3f} / {pr['test_recall']:.3f})"
+        f"precision {pr.precision:.3f}  recall {pr.recall:.3f}  (k={pr.k}; real test: "
+        f"{pr.test_precision:.3f} / {pr.test_recall:.3f})"
     )
-    d = r["diversity"]["all"]
+    d = q.diversity
     print(
-        f"spread generated/real {d['spread_ratio']:.2f}   near-duplicates {d['dup_share_fake']:.1%} "
-        f"(real {d['dup_share_real']:.1%})"
+        f"spread generated/real {d.spread_ratio:.2f}   near-duplicates {d.dup_share_fake:.1%} "
+        f"(real {d.dup_share_real:.1%})"
     )
-    m = r["memorization"]
+    m = q.memorization
     print(
-        f"median distance to nearest train image: generated {m['median_nn_to_train_generated']:.3f}, "
-        f"real test {m['median_nn_to_train_test']:.3f} (ratio {m['ratio']:.2f}; << 1 = copying)"
+        f"median distance to nearest train image: generated {m.median_nn_to_train_generated:.3f}, "
+        f"real test {m.median_nn_to_train_test:.3f} (ratio {m.ratio:.2f}; << 1 = copying)"
     )
-    if "cas" in r:
-        c = r["cas"]
+    if q.cas is not None:
+        syn, real = q.cas.synthetic_trained, q.cas.real_trained
         print(
-            f"CAS (test on real): trained on synthetic AUC {c['synthetic_trained']['auc']:.3f} "
-            f"ACC {c['synthetic_trained']['acc']:.3f}; on real AUC {c['real_trained']['auc']:.3f} "
-            f"ACC {c['real_trained']['acc']:.3f}"
+            f"CAS (test on real): trained on synthetic AUC {syn.auc:.3f} ACC {syn.acc:.3f}; "
+            f"on real AUC {real.auc:.3f} ACC {real.acc:.3f}"
         )
-    print(f"saved {r['output']}")
+    print(f"saved {path}")
     return 0
 
 
@@ -138,9 +141,10 @@ modes:
   per-class     one unconditional DCGAN per class, trained on that class only (the seed's scheme)
   conditional   one DCGAN for all classes: one-hot label into G, projection discriminator
 
-The run folder (default runs/gan/{dataset}-{size}px-{mode}-seed{seed}) holds config.json,
-last.pt (atomic, resumable with --resume), history.jsonl and samples/epoch_XXXX.png grids
-(one row per class, fixed noise). Multi-label ChestMNIST is refused: per-class counts are
+The run folder (default runs/gan/{dataset}-{size}px-{mode}-seed{seed}) holds config.yaml,
+last.pt (atomic, resumable with --resume), history.jsonl (0-based epochs, as `train` runs),
+samples/epoch_XXXX.png grids (one row per class, fixed noise; XXXX the 0-based epoch) and,
+once finished, summary.json. Multi-label ChestMNIST is refused: per-class counts are
 undefined when an image carries several findings.
 
 examples:
@@ -192,7 +196,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument(
+        "--amp",
+        choices=tuple(AMP_CHOICES),
+        default="off",
+        help="mixed precision (auto: the engine's choice, bf16/fp16 where safe); off by default for GANs",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     add_root(p)
     p.set_defaults(func=cmd_train)
@@ -210,7 +220,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     how.add_argument("--ratio", type=_positive_float, metavar="R", help="R x the real count of each class")
     p.add_argument("-o", "--output", type=Path, required=True, help="output .npz")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=cmd_sample)
 
     p = add_command(
@@ -243,6 +253,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "-o", "--output", type=Path, default=None, help="JSON file; if not given: quality.json beside the checkpoint"
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     add_root(p)
     p.set_defaults(func=cmd_evaluate)

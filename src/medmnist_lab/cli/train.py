@@ -112,11 +112,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             **overrides,
         )
         result = fit(config, progress=not args.no_progress)
-    m = result.summary["metrics"]
-    print(f"\nrun: {result.run_dir}   best epoch: {result.best_epoch}   wall: {result.summary['wall_seconds']:.1f}s")
+    m = result.summary.metrics
+    print(f"\nrun: {result.run_dir}   best epoch: {result.best_epoch}   wall: {result.summary.wall_seconds:.1f}s")
     print(f"{'split':<6} {'AUC':>7} {'ACC':>7}")
     for split in ("train", "val", "test"):
-        print(f"{split:<6} {m[split]['auc']:7.4f} {m[split]['acc']:7.4f}")
+        print(f"{split:<6} {m[split].auc:7.4f} {m[split].acc:7.4f}")
     return 0
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +55,7 @@ def evaluate(
         raise MedMNISTLabError(f"unknown split '{split}'; choose one of: {', '.join(SPLITS)}")
     state = load_checkpoint(checkpoint)
     config = RunConfig.from_dict(state["config"])
-    if root is not None:
-        config.root = root
-    if device is not None:
-        config.device = device
+    config = replace(config, root=root or config.root, device=device or config.device)
     if dataset is not None or size is not None:
         info = get_dataset(dataset or config.dataset)
         check_compatible(state, info.flag, size or config.size, info.n_classes, f"checkpoint {checkpoint}")

@@ -1,8 +1,12 @@
 """Typed, serializable run configuration and named recipes.
 
 A run is fully described by a `RunConfig`: the resolved config is written as YAML next to every
-checkpoint and is enough to rerun the run. Recipes are named presets (a registry of field
-overrides); the resolution order is dataclass defaults <- recipe <- explicit overrides.
+checkpoint and is enough to rerun the run. A RunConfig is frozen and validated once, when it is
+built: names are made canonical there (dataset flag, model, optimizer, schedule, recipe), so two
+configs of the same run compare equal and hash alike; change one with `dataclasses.replace`.
+
+Recipes are named presets (a registry of field overrides); the resolution order is dataclass
+defaults <- recipe <- explicit overrides. The official `medmnist-v2` recipe IS the defaults.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from medmnist_lab.errors import MedMNISTLabError
 from medmnist_lab.registry import Registry
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunConfig:
     dataset: str
     size: int = 28
@@ -45,7 +49,6 @@ class RunConfig:
     # data
     augment: str = "none"
     augment_params: dict[str, Any] = field(default_factory=dict)  # magnitudes, e.g. {"rotate": 30}
-    augment_params: dict[str, Any] = field(default_factory=dict)  # magnitudes, e.g. {"rotate": 30}
     train_npz: str | None = None  # replaces the training split (e.g. an expanded npz)
     synthetic: str | None = None  # npz of synthetic training samples added to the training split
     synthetic_ratio: float | None = None  # synthetic samples as a fraction of the real train count
@@ -60,6 +63,10 @@ class RunConfig:
     eval_batch_size: int | None = None  # None: scaled with the image size
     name: str | None = None
     out_dir: str = "runs"
+
+    def __post_init__(self) -> None:
+        for name, value in self._validated().items():
+            object.__setattr__(self, name, value)  # canonical names; frozen afterwards
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,14 +86,18 @@ class RunConfig:
     def from_yaml(cls, path: Path) -> RunConfig:
         return cls.from_dict(yaml.safe_load(Path(path).read_text()))
 
-    def validate(self) -> None:
+    def _validated(self) -> dict[str, Any]:
+        """Check every field; returns the canonical forms of the named ones."""
+
         def bad(name: str, value: object, valid: str) -> MedMNISTLabError:
             return MedMNISTLabError(f"invalid {name} {value!r}; {valid}")
 
+        from medmnist_lab.data.registry import get_dataset
         from medmnist_lab.engine.schedule import OPTIMIZERS, SCHEDULES  # (imports this module)
+        from medmnist_lab.models import MODELS
 
-        self.optimizer = OPTIMIZERS.canonical(self.optimizer)
-        self.schedule = SCHEDULES.canonical(self.schedule)
+        info = get_dataset(self.dataset, warn_alias=False)
+        info.check_size(self.size)
         for name in ("epochs", "batch_size", "width"):
             if getattr(self, name) <= 0:
                 raise bad(name, getattr(self, name), "must be a positive integer")
@@ -104,6 +115,21 @@ class RunConfig:
             raise bad("synthetic_ratio", self.synthetic_ratio, "needs --synthetic and must be > 0")
         if any(not 0 < m < 1 for m in self.milestones):
             raise bad("milestones", self.milestones, "must be fractions of the epochs in (0, 1)")
+        if self.subset is not None and self.subset <= 0:
+            raise bad("subset", self.subset, "must be a positive integer (or None for the whole split)")
+        if self.augment != "none":
+            from medmnist_lab.augment import parse_spec
+
+            parse_spec(self.augment)  # unknown policy names fail here, before any work
+        model = self.model if self.model.startswith("timm:") else MODELS.canonical(self.model)
+        return {
+            "dataset": info.flag,
+            "model": model,
+            "recipe": RECIPES.canonical(self.recipe),
+            "optimizer": OPTIMIZERS.canonical(self.optimizer),
+            "schedule": SCHEDULES.canonical(self.schedule),
+            "milestones": [float(m) for m in self.milestones],
+        }
 
 
 @dataclass(frozen=True)
@@ -113,26 +139,13 @@ class Recipe:
 
 
 RECIPES: Registry[Recipe] = Registry("recipe")
+# The official recipe is the RunConfig defaults: no second copy of its values to drift apart.
 RECIPES.add(
     "medmnist-v2",
     Recipe(
-        "the official MedMNIST v2 benchmark protocol: Adam lr 1e-3, batch 128, 100 epochs, "
-        "lr x0.1 at 50% and 75%, no augmentation, normalise mean .5 std .5, best val AUC",
-        dict(
-            optimizer="adam",
-            lr=1e-3,
-            batch_size=128,
-            epochs=100,
-            schedule="multistep",
-            milestones=[0.5, 0.75],
-            gamma=0.1,
-            weight_decay=0.0,
-            warmup=0,
-            label_smoothing=0.0,
-            augment="none",
-            mean=0.5,
-            std=0.5,
-        ),
+        "the official MedMNIST v2 benchmark protocol (the RunConfig defaults): Adam lr 1e-3, batch 128, "
+        "100 epochs, lr x0.1 at 50% and 75%, no augmentation, normalise mean .5 std .5, best val AUC",
+        {},
     ),
 )
 RECIPES.add(
@@ -157,13 +170,14 @@ RECIPES.add(
 
 
 def resolve_config(dataset: str, recipe: str = "medmnist-v2", **overrides: Any) -> RunConfig:
-    """Defaults <- recipe <- overrides (None values in overrides are ignored)."""
+    """Defaults <- recipe <- overrides (None values in overrides are ignored); validated once."""
+    from medmnist_lab.data.registry import get_dataset
+
     preset = RECIPES.get(recipe)
     values = {**preset.overrides, **{k: v for k, v in overrides.items() if v is not None}}
     known = {f.name for f in dataclasses.fields(RunConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise MedMNISTLabError(f"unknown config fields {unknown}; valid fields: {', '.join(sorted(known))}")
-    config = RunConfig(dataset=dataset, recipe=RECIPES.canonical(recipe), **values)
-    config.validate()
-    return config
+    get_dataset(dataset)  # the one place a v1 alias is announced
+    return RunConfig(dataset=dataset, recipe=RECIPES.canonical(recipe), **values)

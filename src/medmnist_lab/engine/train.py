@@ -7,7 +7,6 @@ The test split never influences training or model selection.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -26,8 +25,10 @@ from medmnist_lab.engine.config import RunConfig
 from medmnist_lab.engine.data import TrainData, load_eval_split, load_train_data
 from medmnist_lab.engine.device import Precision, autocast, resolve_device, resolve_precision
 from medmnist_lab.engine.evaluation import SplitResult, predict, score_split
+from medmnist_lab.engine.runfolder import RunFolder
 from medmnist_lab.engine.runinfo import environment_info, run_dir_for
 from medmnist_lab.engine.schedule import build_optimizer, build_scheduler
+from medmnist_lab.engine.summary import RunSummary, SplitMetrics
 from medmnist_lab.engine.tasks import dense_targets, task_loss
 from medmnist_lab.errors import MedMNISTLabError
 from medmnist_lab.models import create_model
@@ -40,7 +41,7 @@ class TrainingError(MedMNISTLabError):
 @dataclass
 class RunResult:
     run_dir: Path
-    summary: dict[str, Any]
+    summary: RunSummary
     best_epoch: int
     val: SplitResult
     test: SplitResult
@@ -240,37 +241,32 @@ def open_run(config: RunConfig, info: DatasetInfo, resume: str | Path | None) ->
     return last.parent, state
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
-
-
 def fit(
     config: RunConfig,
     *,
     resume: str | Path | None = None,
     progress: bool = True,
+    keep: str = "both",
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> RunResult:
     """Train a classifier as `config` says and return its final metrics.
 
     `resume`: a run folder (or its last.pt) of an interrupted run, continued so that on CPU with a
-    fixed seed it ends with exactly the metrics of an uninterrupted run. `on_epoch_end(epoch,
-    record)` is called after each epoch's checkpoint is written (tests use it to interrupt).
+    fixed seed it ends with exactly the metrics of an uninterrupted run. `keep`: which checkpoints
+    stay once the run is finished (see `RunFolder.apply_retention`). `on_epoch_end(epoch, record)`
+    is called after each epoch's checkpoint and history line are written (tests use it to
+    interrupt; studies use it to prune).
     """
-    config.validate()
-    info = get_dataset(config.dataset)
-    config.dataset = info.flag
-    info.check_size(config.size)
+    info = get_dataset(config.dataset, warn_alias=False)  # config is validated: dataset is a flag
     run_dir, state = open_run(config, info, resume)
+    folder = RunFolder(run_dir)
     s = build_session(config, info)
     if state is not None:
         s.load_state_dict(state)
+        folder.remove_temp_files()
+        folder.truncate_history(state["epoch"])
     else:
-        run_dir.mkdir(parents=True, exist_ok=False)
-        config.to_yaml(run_dir / "config.yaml")
-        (run_dir / "history.jsonl").write_text("")
+        folder.create(config.to_dict())
 
     bar = tqdm(
         range(s.next_epoch, config.epochs),
@@ -307,8 +303,7 @@ def fit(
             s.best_auc, s.best_epoch = score, epoch
             save_checkpoint(s.state_dict(epoch), run_dir / "best.pt")
         save_checkpoint(s.state_dict(epoch), run_dir / "last.pt")
-        with open(run_dir / "history.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        folder.append_history(record)  # after the checkpoint: history never runs ahead of it
         bar.set_postfix(
             loss=f"{train_loss:.4f}",
             val_auc=f"{val.auc:.4f}",
@@ -318,7 +313,9 @@ def fit(
         if on_epoch_end is not None:
             on_epoch_end(epoch, record)
     bar.close()
-    return finish(s, run_dir, resumed_from=None if state is None else state["epoch"] + 1)
+    result = finish(s, run_dir, resumed_from=None if state is None else state["epoch"] + 1)
+    folder.apply_retention(keep)
+    return result
 
 
 def finish(s: Session, run_dir: Path, resumed_from: int | None) -> RunResult:
@@ -334,24 +331,28 @@ def finish(s: Session, run_dir: Path, resumed_from: int | None) -> RunResult:
     for split in ("val", "test"):
         results[split].write_predictions(run_dir, s.info.flag, s.config.size, split, run_dir.name)
     c = s.config
-    summary = {
-        "run": run_dir.name,
-        "dataset": s.info.flag,
-        "size": c.size,
-        "model": c.model,
-        "recipe": c.recipe,
-        "seed": c.seed,
-        "best_epoch": best["epoch"],
-        "epochs": c.epochs,
-        "metrics": {split: r.to_dict() for split, r in results.items()},
-        "wall_seconds": wall,
-        "resumed_from_epoch": resumed_from,
-        "data": s.train.provenance,
-        "augment": s.augment.describe() if s.augment is not None else "none",
-        "device": str(s.device),
-        "precision": s.precision.name,
-        "channels_last": s.channels_last,
-        **environment_info(),
-    }
-    write_json(run_dir / "summary.json", summary)
+    env = environment_info()
+    summary = RunSummary(
+        run=run_dir.name,
+        dataset=s.info.flag,
+        size=c.size,
+        model=c.model,
+        recipe=c.recipe,
+        seed=c.seed,
+        best_epoch=best["epoch"],
+        epochs=c.epochs,
+        metrics={split: SplitMetrics(r.metrics.auc, r.metrics.acc, r.extras) for split, r in results.items()},
+        wall_seconds=wall,
+        resumed_from_epoch=resumed_from,
+        data=s.train.provenance,
+        augment=s.augment.describe() if s.augment is not None else "none",
+        device=str(s.device),
+        precision=s.precision.name,
+        channels_last=s.channels_last,
+        versions=env["versions"],
+        machine=env["machine"],
+        git_commit=env["git_commit"],
+        config=c.to_dict(),
+    )
+    summary.write(run_dir / "summary.json")
     return RunResult(run_dir, summary, best["epoch"], results["val"], results["test"])

@@ -10,7 +10,7 @@ Features are `model.forward_features(x)`: the pooled penultimate layer, (N, D).
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from medmnist_lab.engine.summary import RunSummary
 from medmnist_lab.errors import CheckpointError, MedMNISTLabError
+from medmnist_lab.gan.records import FeatureExtractorInfo
 
 DEFAULT_MODEL = "resnet18"
 DEFAULT_WIDTH = 16
@@ -32,7 +34,7 @@ class FeatureNet:
     mean: float
     std: float
     in_channels: int
-    description: dict[str, Any] = field(default_factory=dict)
+    description: FeatureExtractorInfo
 
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor, batch_size: int = 512) -> np.ndarray:
@@ -62,13 +64,13 @@ def load_feature_net(checkpoint: str | Path, dataset: str, size: int, device: st
         )
     if not hasattr(model, "forward_features"):
         raise CheckpointError(f"classifier {checkpoint} ({state['config'].get('model')}) has no forward_features()")
-    description = {
-        "source": "user",
-        "checkpoint": str(Path(checkpoint).resolve()),
-        "model": state["config"].get("model"),
-        "width": state["config"].get("width"),
-        "epoch": state.get("epoch"),
-    }
+    description = FeatureExtractorInfo(
+        source="user",
+        model=state["config"].get("model"),
+        width=state["config"].get("width"),
+        checkpoint=str(Path(checkpoint).resolve()),
+        epoch=state.get("epoch"),
+    )
     return FeatureNet(model, float(ds["mean"]), float(ds["std"]), int(ds["n_channels"]), description)
 
 
@@ -105,10 +107,8 @@ def classifier_config(
     )
 
 
-def fit_cached(config: Any) -> tuple[Path, dict]:
-    """Train with the engine unless a finished run of that name exists; returns (best.pt, summary)."""
-    import json
-
+def fit_cached(config: Any) -> tuple[Path, RunSummary]:
+    """Train with the engine unless a finished run of that name exists; returns (best.pt, RunSummary)."""
     from medmnist_lab.data.registry import get_dataset
     from medmnist_lab.engine import fit
     from medmnist_lab.engine.runinfo import run_path
@@ -117,7 +117,7 @@ def fit_cached(config: Any) -> tuple[Path, dict]:
     run_dir = run_path(config, get_dataset(config.dataset, warn_alias=False), config.name)
     summary = run_dir / "summary.json"
     if summary.is_file() and (run_dir / "best.pt").is_file():
-        return run_dir / "best.pt", json.loads(summary.read_text())
+        return run_dir / "best.pt", RunSummary.read(summary)
     if run_dir.exists():
         shutil.rmtree(run_dir)  # our own cache folder, left half-written by an interrupted run
     result = fit(config, progress=False)
@@ -138,8 +138,8 @@ def default_feature_net(
     width: int = DEFAULT_WIDTH,
     seed: int = 0,
     device: str = "auto",
-) -> tuple[FeatureNet, dict]:
-    """Train (or reuse from `cache`) the default feature classifier; returns it and its summary."""
+) -> tuple[FeatureNet, RunSummary]:
+    """Train (or reuse from `cache`) the default feature classifier; returns it and its RunSummary."""
     if epochs <= 0 or width <= 0:
         raise MedMNISTLabError(f"classifier epochs and width must be positive, got {epochs}, {width}")
     config = classifier_config(
@@ -155,5 +155,5 @@ def default_feature_net(
     )
     best, summary = fit_cached(config)
     net = load_feature_net(best, dataset, size, device=device)
-    net.description.update(source="default", test=summary["metrics"]["test"], val=summary["metrics"]["val"])
+    net.description = replace(net.description, source="default", test=summary.split("test"), val=summary.split("val"))
     return net, summary

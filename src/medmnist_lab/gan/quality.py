@@ -23,10 +23,8 @@ about what a MedMNIST classifier would learn from the images.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +32,13 @@ import numpy as np
 import torch
 
 from medmnist_lab.data.arrays import load_split
+from medmnist_lab.engine.device import resolve_device
+from medmnist_lab.engine.summary import RunSummary, SplitMetrics
 from medmnist_lab.errors import MedMNISTLabError
 from medmnist_lab.gan.features import (
     DEFAULT_EPOCHS,
+    DEFAULT_MODEL,
+    DEFAULT_RECIPE,
     DEFAULT_WIDTH,
     FeatureNet,
     classifier_config,
@@ -45,8 +47,15 @@ from medmnist_lab.gan.features import (
     fit_cached,
     load_feature_net,
 )
-from medmnist_lab.gan.sampling import load_gan, proportional_counts, sample_counts, write_synthetic_npz
-from medmnist_lab.gan.train import resolve_device
+from medmnist_lab.gan.records import (
+    CASResult,
+    DiversityReport,
+    FIDReport,
+    GANQuality,
+    MemorizationReport,
+    PrecisionRecall,
+)
+from medmnist_lab.gan.sampling import LoadedGAN, load_gan, proportional_counts, sample_counts, write_synthetic_npz
 
 PR_K = 3  # the paper's choice
 # Mode-collapse thresholds: generated spread below half the real one, or near-duplicates (closer
@@ -131,18 +140,6 @@ def _mean_pairwise(feats: np.ndarray) -> float:
     return total / (len(x) * (len(x) - 1))
 
 
-@dataclass
-class DiversityReport:
-    spread_ratio: float  # mean pairwise distance, generated / real
-    dup_share_fake: float  # share of generated samples with a near-duplicate among generated
-    dup_share_real: float  # the same on the real set, as a baseline
-    dup_threshold: float
-    warnings: list[str]
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
 def diversity(real: np.ndarray, fake: np.ndarray, what: str = "generated samples") -> DiversityReport:
     real_nn = _nn_dist(real)
     threshold = DUP_FRACTION * float(np.median(real_nn))
@@ -173,7 +170,7 @@ def nearest_distances(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return out.numpy()
 
 
-def memorization(train: np.ndarray, fake: np.ndarray, test: np.ndarray) -> dict[str, Any]:
+def memorization(train: np.ndarray, fake: np.ndarray, test: np.ndarray) -> MemorizationReport:
     """How close generated samples sit to their nearest training image, relative to how close
     unseen real images (test) sit. A GAN trained long on a few hundred images can copy them: a
     ratio well below 1 says so, which FID vs train would reward instead of punish."""
@@ -185,19 +182,41 @@ def memorization(train: np.ndarray, fake: np.ndarray, test: np.ndarray) -> dict[
             f"possible memorization: generated samples sit {ratio:.2f}x as far from their nearest training image "
             f"as real test images do (median feature distance)"
         )
-    return {"median_nn_to_train_generated": gen, "median_nn_to_train_test": ref, "ratio": ratio, "warnings": warnings}
+    return MemorizationReport(gen, ref, ratio, warnings)
 
 
-def fid_with_reference(train: np.ndarray, fake: np.ndarray, test: np.ndarray, rng: np.random.Generator) -> dict:
+def fid_with_reference(train: np.ndarray, fake: np.ndarray, test: np.ndarray, rng: np.random.Generator) -> FIDReport:
     """FID of generated vs real train, and the same at the size of the real test set next to the
     FID of that real test set: FID grows as n shrinks (strongly once n nears the feature
     dimension), so only values at equal n compare, and real-vs-real is the floor."""
     n_test = len(test)
-    out: dict[str, Any] = {"generated_vs_train": fid(train, fake), "n_generated": len(fake), "test_n": n_test}
     comparable = len(fake) >= n_test >= 2
-    out["generated_vs_train_at_test_n"] = fid(train, fake[rng.permutation(len(fake))[:n_test]]) if comparable else None
-    out["test_vs_train"] = fid(train, test) if n_test >= 2 else None
-    return out
+    return FIDReport(
+        generated_vs_train=fid(train, fake),
+        n_generated=len(fake),
+        test_n=n_test,
+        generated_vs_train_at_test_n=fid(train, fake[rng.permutation(len(fake))[:n_test]]) if comparable else None,
+        test_vs_train=fid(train, test) if n_test >= 2 else None,
+    )
+
+
+@dataclass(frozen=True)
+class ClassifierSettings:
+    """The settings of the feature classifier and the CAS classifiers (the same for all)."""
+
+    root: str | None
+    epochs: int
+    width: int
+    seed: int
+    device: str
+
+    def kwargs(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def default_quality_path(checkpoint: str | os.PathLike[str]) -> Path:
+    """Where `gan evaluate` writes its record unless told otherwise: quality.json beside the checkpoint."""
+    return Path(checkpoint).resolve().parent / "quality.json"
 
 
 def evaluate_gan(
@@ -211,14 +230,14 @@ def evaluate_gan(
     classifier_width: int = DEFAULT_WIDTH,
     seed: int = 0,
     device: str = "auto",
-    output: str | os.PathLike[str] | None = None,
-) -> dict[str, Any]:
-    """Score a GAN checkpoint; writes the metrics as JSON (default: quality.json beside it)."""
+) -> GANQuality:
+    """Score a GAN checkpoint. Writes nothing but its cache (the feature and CAS classifiers,
+    under quality/ beside the checkpoint); save the record with `GANQuality.write`."""
     dev = resolve_device(device)
     gan = load_gan(checkpoint, dev)
     spec = gan.spec
     run_dir = Path(checkpoint).resolve().parent
-    root = root if root is not None else gan.config.get("root")
+    root = root if root is not None else gan.config.root
     if classifier is not None:  # first: a wrong classifier fails before any data is read
         net: FeatureNet = load_feature_net(classifier, spec.dataset, spec.size, device=str(dev))
     train = load_split(spec.dataset, "train", spec.size, root)
@@ -226,75 +245,56 @@ def evaluate_gan(
     real_counts = torch.bincount(train.labels[:, 0], minlength=spec.n_classes).tolist()
     counts = real_counts if n is None else proportional_counts(real_counts, n)
     # One set of classifier settings for the feature net and the CAS classifier: they must match.
-    clf: dict[str, Any] = dict(root=root, epochs=classifier_epochs, width=classifier_width, seed=seed, device=str(dev))
+    clf = ClassifierSettings(root=root, epochs=classifier_epochs, width=classifier_width, seed=seed, device=str(dev))
     if classifier is None:
-        net, _ = default_feature_net(spec.dataset, spec.size, run_dir / "quality", **clf)
+        net, _ = default_feature_net(spec.dataset, spec.size, run_dir / "quality", **clf.kwargs())
     images, labels = sample_counts(gan, counts, seed=seed)
     f_fake, f_train, f_test = net(images), net(train.images), net(test.images)
     y_fake, y_train, y_test = labels[:, 0].numpy(), train.labels[:, 0].numpy(), test.labels[:, 0].numpy()
     rng = np.random.default_rng(seed)
 
-    per_class, class_div = {}, {}
+    fid_per_class: dict[str, FIDReport] = {}
+    div_per_class: dict[str, DiversityReport] = {}
     for k, name in enumerate(spec.class_names):
         a, b, t = f_train[y_train == k], f_fake[y_fake == k], f_test[y_test == k]
         if len(a) > PR_K and len(b) > PR_K:
-            per_class[name] = fid_with_reference(a, b, t, rng)
-            class_div[name] = diversity(a, b, f"generated '{name}' samples")
+            fid_per_class[name] = fid_with_reference(a, b, t, rng)
+            div_per_class[name] = diversity(a, b, f"generated '{name}' samples")
     div = diversity(f_train, f_fake)
     memo = memorization(f_train, f_fake, f_test)
-    warnings = div.warnings + [w for d in class_div.values() for w in d.warnings] + memo["warnings"]
     precision, recall = precision_recall(f_train, f_fake)
     test_precision, test_recall = precision_recall(f_train, f_test)
-    result: dict[str, Any] = {
-        "checkpoint": str(Path(checkpoint).resolve()),
-        "dataset": spec.dataset,
-        "size": spec.size,
-        "mode": spec.mode,
-        "epoch": gan.epoch,
-        "n_generated": len(images),
-        "counts": counts,
-        "feature_extractor": net.description,
-        "fid": {**fid_with_reference(f_train, f_fake, f_test, rng), "per_class": per_class},
-        "precision_recall": {
-            "k": PR_K,
-            "precision": precision,
-            "recall": recall,
-            "test_precision": test_precision,
-            "test_recall": test_recall,
-        },
-        "diversity": {"all": div.to_dict(), "per_class": {k: d.to_dict() for k, d in class_div.items()}},
-        "memorization": {k: v for k, v in memo.items() if k != "warnings"},
-        "warnings": warnings,
-    }
-    if cas:
-        result["cas"] = classification_accuracy_score(gan, real_counts, run_dir / "quality", **clf)
-    out = Path(output) if output is not None else run_dir / "quality.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    result["output"] = str(out)
-    for w in warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    return result
+    return GANQuality(
+        checkpoint=str(Path(checkpoint).resolve()),
+        dataset=spec.dataset,
+        size=spec.size,
+        mode=spec.mode,
+        epoch=gan.epoch,
+        seed=seed,
+        n_generated=len(images),
+        counts=counts,
+        feature_extractor=net.description,
+        fid=fid_with_reference(f_train, f_fake, f_test, rng),
+        fid_per_class=fid_per_class,
+        precision_recall=PrecisionRecall(PR_K, precision, recall, test_precision, test_recall),
+        diversity=div,
+        diversity_per_class=div_per_class,
+        memorization=memo,
+        warnings=div.warnings + [w for d in div_per_class.values() for w in d.warnings] + memo.warnings,
+        cas=classification_accuracy_score(gan, real_counts, run_dir / "quality", clf) if cas else None,
+    )
 
 
 def classification_accuracy_score(
-    gan: Any,
-    real_counts: list[int],
-    cache: Path,
-    *,
-    root: str | None,
-    epochs: int,
-    width: int,
-    seed: int,
-    device: str,
-) -> dict[str, Any]:
+    gan: LoadedGAN, real_counts: list[int], cache: Path, clf: ClassifierSettings
+) -> CASResult:
     """Train on as many generated images per class as the real train split has, test on real.
 
     Both classifiers use the engine's `fast` recipe with the same width, epochs and seed, and are
     selected on the real validation split like every engine run; only the training data differ.
     """
     spec = gan.spec
-    images, labels = sample_counts(gan, real_counts, seed=seed + 1)  # fresh draws, not the FID set
+    images, labels = sample_counts(gan, real_counts, seed=clf.seed + 1)  # fresh draws, not the FID set
     # Named by the images' digest: the cached CAS run is reused only for exactly these images.
     digest = hashlib.sha1(images.numpy().tobytes()).hexdigest()[:10]
     npz = cache / f"cas_synthetic_{digest}.npz"
@@ -310,34 +310,22 @@ def classification_accuracy_score(
             "checkpoint": str(gan.path.resolve()),
             "epoch": gan.epoch,
             "purpose": "CAS",
-            "seed": seed + 1,
+            "seed": clf.seed + 1,
         },
     )
-    common = dict(root=root, epochs=epochs, width=width, seed=seed, device=device)
-    _, syn = fit_cached(
-        classifier_config(
-            spec.dataset,
-            spec.size,
-            cache,
-            f"cas-{digest}-w{width}-e{epochs}-s{seed}",
-            train_npz=str(npz),
-            **common,
-        )
+    name = f"cas-{digest}-w{clf.width}-e{clf.epochs}-s{clf.seed}"
+    _, syn = fit_cached(classifier_config(spec.dataset, spec.size, cache, name, train_npz=str(npz), **clf.kwargs()))
+    real_name = feature_run_name(clf.width, clf.epochs, clf.seed)
+    _, real = fit_cached(classifier_config(spec.dataset, spec.size, cache, real_name, **clf.kwargs()))
+
+    def test_auc_acc(summary: RunSummary) -> SplitMetrics:
+        test = summary.split("test")
+        return SplitMetrics(test.auc, test.acc)  # the headline pair, without the extras
+
+    return CASResult(
+        synthetic_trained=test_auc_acc(syn),
+        real_trained=test_auc_acc(real),
+        n_synthetic=len(images),
+        recipe=DEFAULT_RECIPE,
+        model=f"{DEFAULT_MODEL} width {clf.width}, {clf.epochs} epochs",
     )
-    _, real = fit_cached(
-        classifier_config(
-            spec.dataset,
-            spec.size,
-            cache,
-            feature_run_name(width, epochs, seed),
-            **common,
-        )
-    )
-    pick = ("auc", "acc")
-    return {
-        "synthetic_trained": {k: syn["metrics"]["test"][k] for k in pick},
-        "real_trained": {k: real["metrics"]["test"][k] for k in pick},
-        "n_synthetic": len(images),
-        "recipe": "fast",
-        "model": f"resnet18 width {width}, {epochs} epochs",
-    }

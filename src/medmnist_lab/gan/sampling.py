@@ -18,10 +18,12 @@ import torch
 from torch import nn
 
 from medmnist_lab.data.arrays import META_KEY
+from medmnist_lab.engine.device import resolve_device
 from medmnist_lab.errors import MedMNISTLabError
 from medmnist_lab.gan.checkpoint import load_checkpoint
+from medmnist_lab.gan.config import GANConfig
 from medmnist_lab.gan.modes import GANSpec, build_nets
-from medmnist_lab.gan.train import generate, resolve_device, to_uint8
+from medmnist_lab.gan.train import generate, to_uint8
 
 
 @dataclass
@@ -29,9 +31,9 @@ class LoadedGAN:
     spec: GANSpec
     generator: nn.Module
     class_counts: list[int]  # real train images per class, as seen in training
-    epoch: int
+    epoch: int  # the last finished epoch (0-based)
     path: Path
-    config: dict
+    config: GANConfig
 
 
 def load_gan(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> LoadedGAN:
@@ -40,7 +42,8 @@ def load_gan(path: str | os.PathLike[str], device: str | torch.device = "cpu") -
     g, _ = build_nets(spec)
     g.load_state_dict(ckpt["generator"])
     g.to(device).eval()
-    return LoadedGAN(spec, g, [int(c) for c in ckpt["class_counts"]], int(ckpt["epoch"]), Path(path), ckpt["config"])
+    config = GANConfig.from_dict(ckpt["config"])  # load_checkpoint gives every version the current layout
+    return LoadedGAN(spec, g, [int(c) for c in ckpt["class_counts"]], int(ckpt["epoch"]), Path(path), config)
 
 
 def resolve_counts(

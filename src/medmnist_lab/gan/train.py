@@ -1,10 +1,14 @@
-"""GAN training: `train_gan(GANConfig) -> GANRunResult`, resumable, one run folder per GAN.
+"""GAN training: `train_gan(GANConfig, resume=..., progress=...) -> GANRunResult`, one run folder per GAN.
 
-Run folder:
-    config.json              the resolved config and the nets' spec
-    last.pt                  checkpoint (atomic, weights_only-loadable), every --checkpoint-every
-    history.jsonl            one line per epoch: losses, mean D(x), mean D(G(z)), seconds
-    samples/epoch_XXXX.png   grid from fixed noise, one row per class, every --sample-every
+Run folder (written through the engine's `RunFolder`, like a classifier run's):
+    config.yaml              the resolved GANConfig (enough to rerun the run)
+    history.jsonl            one line per epoch (0-based `epoch`): losses, mean D(x), mean D(G(z)),
+                             seconds; a line is written after the checkpoint that holds its epoch
+    last.pt                  checkpoint (atomic, weights_only-loadable), every `checkpoint_every`
+                             epochs and after the last; its "epoch" is the last finished epoch's index
+    samples/epoch_XXXX.png   grid from fixed noise, one row per class, every `sample_every` epochs
+                             (XXXX: the 0-based index of the epoch just finished, as in the history)
+    summary.json             `GANRunSummary`, written last: its presence means "finished"
 
 The recipe is the DCGAN paper's: Adam lr 2e-4, beta1 0.5, batch 64 (the paper used 128 on far
 larger sets), images scaled to [-1, 1] for the tanh output, BCE (non-saturating) loss.
@@ -14,53 +18,43 @@ so a resumed run continues exactly as the uninterrupted one would have.
 
 from __future__ import annotations
 
-import json
 import math
+import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import torch
+import yaml
 from torch import nn
 from tqdm.auto import tqdm
 
 from medmnist_lab.data.arrays import load_split
 from medmnist_lab.data.montage import grid_image, save_image
-from medmnist_lab.data.registry import get_dataset
+from medmnist_lab.engine.device import Precision, autocast, resolve_device, resolve_precision
+from medmnist_lab.engine.runfolder import RunFolder
+from medmnist_lab.engine.runinfo import environment_info
 from medmnist_lab.errors import CheckpointError, MedMNISTLabError
-from medmnist_lab.gan.checkpoint import FORMAT, VERSION, atomic_save, load_checkpoint
-from medmnist_lab.gan.modes import LOSSES, MODES, GANLoss, GANSpec, build_nets, make_spec
+from medmnist_lab.gan.checkpoint import FORMAT, VERSION, load_checkpoint
+from medmnist_lab.gan.config import RESUMABLE_CHANGES, GANConfig, config_differences, default_run_dir
+from medmnist_lab.gan.modes import LOSSES, MODES, GANLoss, GANSpec, build_nets
+from medmnist_lab.gan.records import GANEpochStats, GANRunSummary
+
+__all__ = [
+    "RESUMABLE_CHANGES",
+    "GANConfig",
+    "GANRunResult",
+    "default_run_dir",
+    "generate",
+    "to_uint8",
+    "to_unit",
+    "train_gan",
+]
 
 GRID_COLUMNS = 8
-
-
-@dataclass
-class GANConfig:
-    dataset: str
-    mode: str = "conditional"
-    size: int = 28
-    epochs: int = 100
-    batch_size: int = 64
-    width: int = 64
-    nz: int = 100
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    loss: str = "bce"
-    seed: int = 0
-    sample_every: int = 10
-    checkpoint_every: int = 5
-    out: str | None = None
-    root: str | None = None
-    device: str = "auto"
-    resume: bool = False
-    progress: bool = True
-
-
-# Fields that may change when a run is resumed (more epochs, another folder name, another device);
-# all others must match the checkpoint, or the resumed run would be a different experiment.
-RESUMABLE_CHANGES = ("epochs", "sample_every", "checkpoint_every", "out", "root", "device", "resume", "progress")
 
 
 @dataclass
@@ -68,35 +62,9 @@ class GANRunResult:
     run_dir: Path
     checkpoint: Path
     epochs_done: int
-    history: list[dict] = field(default_factory=list)
+    summary: GANRunSummary
+    history: list[GANEpochStats] = field(default_factory=list)
     grids: list[Path] = field(default_factory=list)
-
-
-def default_run_dir(cfg: GANConfig) -> Path:
-    return Path("runs") / "gan" / f"{cfg.dataset}-{cfg.size}px-{cfg.mode}-seed{cfg.seed}"
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise MedMNISTLabError(f"unknown device '{name}'; choose auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise MedMNISTLabError(f"device '{name}' requested but CUDA is not available; use --device cpu")
-    return device
-
-
-def _check_config(cfg: GANConfig) -> None:
-    for name in ("epochs", "batch_size", "sample_every", "checkpoint_every"):
-        if getattr(cfg, name) <= 0:
-            raise MedMNISTLabError(f"{name} must be a positive integer, got {getattr(cfg, name)}")
-    if not cfg.lr > 0:
-        raise MedMNISTLabError(f"lr must be positive, got {cfg.lr}")
-    for name in ("beta1", "beta2"):
-        if not 0 <= getattr(cfg, name) < 1:
-            raise MedMNISTLabError(f"{name} must be in [0, 1), got {getattr(cfg, name)}")
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:
@@ -106,7 +74,7 @@ def to_unit(images: torch.Tensor) -> torch.Tensor:
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """float [-1, 1] -> uint8 [0, 255], rounded."""
-    return ((x + 1.0) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
+    return ((x.float() + 1.0) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
 
 
 @torch.no_grad()
@@ -140,37 +108,108 @@ def epoch_batches(
     return batches
 
 
+@dataclass
+class GANState:
+    """What a GAN run trains; `state_dict`/`load_state_dict` round-trip it through last.pt."""
+
+    g: nn.Module
+    d: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None  # fp16 only
+    gen: torch.Generator  # every random draw: shuffling and z
+    fixed_noise: torch.Tensor  # (n_classes x GRID_COLUMNS, nz): the sample grids' z
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "generator": self.g.state_dict(),
+            "discriminator": self.d.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+            "rng": self.gen.get_state(),
+            "rng_device": self.gen.device.type,
+            "fixed_noise": self.fixed_noise,
+        }
+
+    def load_state_dict(self, ckpt: dict[str, Any], reseed: int) -> None:
+        self.g.load_state_dict(ckpt["generator"])
+        self.d.load_state_dict(ckpt["discriminator"])
+        self.opt_g.load_state_dict(ckpt["opt_g"])
+        self.opt_d.load_state_dict(ckpt["opt_d"])
+        if self.scaler is not None and ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.fixed_noise = ckpt["fixed_noise"].to(self.fixed_noise.device)
+        if ckpt.get("rng_device") == self.gen.device.type:
+            self.gen.set_state(ckpt["rng"].cpu())  # map_location may have moved it; states live on the CPU
+        else:  # a CUDA generator's state means nothing to a CPU one
+            print(
+                f"note: resumed on {self.gen.device.type}, trained on {ckpt.get('rng_device')}: random stream reseeded",
+                file=sys.stderr,
+            )
+            self.gen.manual_seed(reseed)
+
+
+def build_state(cfg: GANConfig, spec: GANSpec, device: torch.device, precision: Precision) -> GANState:
+    with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
+        torch.manual_seed(cfg.seed)
+        g, d = build_nets(spec)
+    g, d = g.to(device), d.to(device)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    # The same z in every row: in conditional mode a column shows what the label alone changes.
+    fixed_noise = torch.randn(GRID_COLUMNS, spec.nz, generator=gen, device=device).repeat(spec.n_classes, 1)
+    return GANState(
+        g=g,
+        d=d,
+        opt_g=torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2)),
+        opt_d=torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2)),
+        scaler=torch.amp.GradScaler(device.type) if precision.use_scaler else None,
+        gen=gen,
+        fixed_noise=fixed_noise,
+    )
+
+
+def _step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> None:
+    opt.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        opt.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+
+
 def train_one_epoch(
-    g: nn.Module,
-    d: nn.Module,
-    opt_g: torch.optim.Optimizer,
-    opt_d: torch.optim.Optimizer,
+    s: GANState,
     loss: GANLoss,
     x: torch.Tensor,
     y: torch.Tensor,
     batches: list[torch.Tensor],
     nz: int,
-    gen: torch.Generator,
+    precision: Precision,
 ) -> dict[str, float]:
-    g.train()
-    d.train()
-    sums = torch.zeros(4, device=x.device)  # loss_d, loss_g, D(x), D(G(z)), weighted by batch size
+    s.g.train()
+    s.d.train()
+    device = x.device
+    sums = torch.zeros(4, device=device)  # loss_d, loss_g, D(x), D(G(z)), weighted by batch size
     for idx in batches:
         real, labels = x[idx], y[idx]
-        z = torch.randn(len(idx), nz, generator=gen, device=x.device)
-        fake = g(z, labels)
+        z = torch.randn(len(idx), nz, generator=s.gen, device=device)
         # Real and fake go through D in separate batches, as in the DCGAN code: mixing them
         # would let batch norm statistics leak which half is real.
-        d_real, d_fake = d(real, labels), d(fake.detach(), labels)
+        with autocast(device, precision):
+            fake = s.g(z, labels)
+            d_real, d_fake = s.d(real, labels), s.d(fake.detach(), labels)
+        d_real, d_fake = d_real.float(), d_fake.float()  # losses in fp32 (a no-op in fp32)
         loss_d = loss.d(d_real, d_fake)
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
+        _step(loss_d, s.opt_d, s.scaler)
 
-        loss_g = loss.g(d(fake, labels))
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
+        with autocast(device, precision):
+            d_gen = s.d(fake, labels)
+        loss_g = loss.g(d_gen.float())
+        _step(loss_g, s.opt_g, s.scaler)
+        if s.scaler is not None:
+            s.scaler.update()  # once per iteration, after both optimizers stepped
 
         with torch.no_grad():
             step = torch.stack([loss_d, loss_g, d_real.sigmoid().mean(), d_fake.sigmoid().mean()])
@@ -186,40 +225,82 @@ def save_grid(g: nn.Module, spec: GANSpec, noise: torch.Tensor, labels: torch.Te
     return save_image(grid_image(rows, names, cell=max(2 * spec.size, 56)), path)
 
 
-def _write_history(run_dir: Path, history: list[dict]) -> None:
-    # Rewritten from the checkpoint's copy, so after a crash and --resume it never lists epochs
-    # that the checkpoint does not contain.
-    tmp = run_dir / ".history.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(h) + "\n" for h in history))
-    tmp.replace(run_dir / "history.jsonl")
+def _rewrite_config(folder: RunFolder, cfg: GANConfig) -> None:
+    """config.yaml of a resumed run, which may train more epochs than it was created with.
+    (RunFolder.create writes it once, for a new folder; the same YAML, atomically.)"""
+    path = folder.path / "config.yaml"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    os.replace(tmp, path)
 
 
-def _check_resumable(cfg: GANConfig, saved: dict, path: Path) -> None:
-    diffs = [
-        f"{f.name}={saved.get(f.name)!r} in the checkpoint vs {getattr(cfg, f.name)!r} now"
-        for f in fields(cfg)
-        if f.name not in RESUMABLE_CHANGES and saved.get(f.name) != getattr(cfg, f.name)
-    ]
+def open_gan_run(
+    cfg: GANConfig, resume: bool | str | os.PathLike[str] | None, device: torch.device
+) -> tuple[RunFolder, dict[str, Any] | None]:
+    """The run folder, and the checkpoint to continue from when resuming (its settings must match).
+
+    `resume`: False (a new run in `cfg.out`), True (continue `cfg.out`), or the path of a run
+    folder or its last.pt (continue that run, wherever `cfg.out` points)."""
+    if resume is False or resume is None:
+        run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
+        last = run_dir / "last.pt"
+        if last.exists():
+            raise MedMNISTLabError(f"{last} exists; pass --resume to continue it, or choose another --out")
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise MedMNISTLabError(
+                f"{run_dir} exists but holds no last.pt (a run stopped before its first checkpoint?); "
+                "remove it or choose another --out"
+            )
+        return RunFolder(run_dir), None
+
+    where = (Path(cfg.out) if cfg.out else default_run_dir(cfg)) if resume is True else Path(resume)
+    last = where / "last.pt" if resume is True or where.is_dir() else where
+    if not last.is_file():
+        raise MedMNISTLabError(f"--resume given but {last} does not exist; nothing to resume")
+    ckpt = load_checkpoint(last, map_location=device)
+    if ckpt.get("upgraded_from") is not None:
+        raise CheckpointError(
+            f"{last} was written by an older medmnist-lab (GAN checkpoint version {ckpt['upgraded_from']}, "
+            "epochs counted from 1): it can be sampled and evaluated, but not resumed; start a new run"
+        )
+    diffs = config_differences(GANConfig.from_dict(ckpt["config"]), cfg)
     if diffs:
-        raise CheckpointError(f"cannot resume {path}: settings differ ({'; '.join(diffs)})")
+        raise CheckpointError(f"cannot resume {last}: settings differ ({'; '.join(diffs)})")
+    done = int(ckpt["epoch"]) + 1
+    if done >= cfg.epochs:
+        raise MedMNISTLabError(f"{last} already has {done} epochs; pass --epochs above {done} to train on")
+    return RunFolder(last.parent), ckpt
 
 
-def train_gan(cfg: GANConfig) -> GANRunResult:
-    _check_config(cfg)
-    info = get_dataset(cfg.dataset)
-    cfg.dataset, cfg.mode = info.flag, MODES.canonical(cfg.mode)
-    spec = make_spec(info, cfg.mode, cfg.size, cfg.nz, cfg.width)
+def train_gan(
+    cfg: GANConfig,
+    *,
+    resume: bool | str | os.PathLike[str] | None = False,
+    progress: bool = True,
+    on_epoch_end: Callable[[int, GANEpochStats], None] | None = None,
+) -> GANRunResult:
+    """Train a GAN as `cfg` says; returns the run's folder, checkpoint, history and summary.
+
+    `resume`: True continues the run in `cfg.out` (or its default folder), a path continues that
+    run folder (or last.pt), and the recorded `out` becomes that folder; settings other than
+    `RESUMABLE_CHANGES` must match the checkpoint. On the CPU a resumed run ends bit-identical
+    to an uninterrupted one.
+    `progress`: a tqdm bar. `on_epoch_end(epoch, stats)` is called after every epoch, once that
+    epoch's checkpoint and history line are written if it was a checkpoint epoch (tests use it
+    to interrupt a run).
+    """
+    spec = cfg.spec()
     mode, loss = MODES.get(spec.mode), LOSSES.get(cfg.loss)
-    cfg.loss = loss.name
     device = resolve_device(cfg.device)
-    run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
-    ckpt_path = run_dir / "last.pt"
-    if ckpt_path.exists() and not cfg.resume:
-        raise MedMNISTLabError(f"{ckpt_path} exists; pass --resume to continue it, or choose another --out")
-    if cfg.resume and not ckpt_path.exists():
-        raise MedMNISTLabError(f"--resume given but {ckpt_path} does not exist; nothing to resume")
+    # The engine resolves the precision, as for classifiers, but from cfg.amp, which defaults to
+    # False (fp32) rather than the classifiers' "where safe": mixed precision has not been measured
+    # on these small nets (neither speed nor sample quality), every GAN number in docs/gan.md and
+    # BENCHMARKS.md is fp32, and the adversarial balance of D and G is what a reduced mantissa
+    # could tip. amp=True/None opts in; the checkpoint and summary record the choice.
+    precision = resolve_precision(device, cfg.amp)
+    folder, ckpt = open_gan_run(cfg, resume, device)
 
-    data = load_split(info, "train", cfg.size, cfg.root)
+    data = load_split(spec.dataset, "train", cfg.size, cfg.root)
     x = to_unit(data.images.to(device))  # (N, C, H, W) in [-1, 1], the whole split on the device
     y = data.labels[:, 0].to(device)
     counts = torch.bincount(data.labels[:, 0], minlength=spec.n_classes).tolist()
@@ -229,89 +310,122 @@ def train_gan(cfg: GANConfig) -> GANRunResult:
             f"{data.source} has no training images of class(es) {', '.join(empty)}; cannot learn them"
         )
 
-    with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
-        torch.manual_seed(cfg.seed)
-        g, d = build_nets(spec)
-    g, d = g.to(device), d.to(device)
-    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    fixed_labels = torch.arange(spec.n_classes, device=device).repeat_interleave(GRID_COLUMNS)
-    # The same z in every row: in conditional mode a column shows what the label alone changes.
-    fixed_noise = torch.randn(GRID_COLUMNS, spec.nz, generator=gen, device=device).repeat(spec.n_classes, 1)
-    start, history = 0, []
-
-    if cfg.resume:
-        ckpt = load_checkpoint(ckpt_path, map_location=device)
-        _check_resumable(cfg, ckpt["config"], ckpt_path)
-        g.load_state_dict(ckpt["generator"])
-        d.load_state_dict(ckpt["discriminator"])
-        opt_g.load_state_dict(ckpt["opt_g"])
-        opt_d.load_state_dict(ckpt["opt_d"])
-        fixed_noise = ckpt["fixed_noise"].to(device)
-        start, history = int(ckpt["epoch"]), list(ckpt["history"])
-        if ckpt.get("rng_device") == device.type:
-            gen.set_state(ckpt["rng"])
-        else:  # a CUDA generator's state means nothing to a CPU one
-            print(
-                f"note: resumed on {device.type}, trained on {ckpt.get('rng_device')}: random stream reseeded",
-                file=sys.stderr,
-            )
-            gen.manual_seed(cfg.seed + start)
-        if start >= cfg.epochs:
-            raise MedMNISTLabError(f"{ckpt_path} already has {start} epochs; pass --epochs above {start} to train on")
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps({"config": asdict(cfg), "spec": spec.to_dict()}, indent=2))
+    s = build_state(cfg, spec, device, precision)
+    start, history, elapsed_before = 0, [], 0.0
+    if ckpt is not None:
+        cfg = replace(cfg, out=str(folder.path))  # the folder the run lives in, wherever --resume pointed
+        start = int(ckpt["epoch"]) + 1
+        s.load_state_dict(ckpt, reseed=cfg.seed + start)
+        history = [GANEpochStats.from_dict(h) for h in ckpt["history"]]
+        elapsed_before = float(ckpt["elapsed_seconds"])
+        folder.remove_temp_files()
+        # Rewritten from the checkpoint's copy rather than truncated: with checkpoint_every > 1
+        # several lines follow one checkpoint, and a kill while appending them would leave a gap
+        # that truncation cannot fill.
+        folder.write_history(h.to_dict() for h in history)
+        _rewrite_config(folder, cfg)  # more epochs, another device: config.yaml stays the run's config
+        (folder.path / "summary.json").unlink(missing_ok=True)  # unfinished again until the end
+    else:
+        if folder.path.is_dir():
+            folder.path.rmdir()  # empty (open_gan_run checked): RunFolder.create makes it anew
+        folder.create(cfg.to_dict())
+    started = time.perf_counter()
 
     def checkpoint(epoch: int) -> None:
-        atomic_save(
+        folder.save_checkpoint(
+            "last.pt",
             {
                 "format": FORMAT,
                 "version": VERSION,
                 "spec": spec.to_dict(),
-                "config": asdict(cfg),
+                "config": cfg.to_dict(),
                 "epoch": epoch,
                 "class_counts": counts,  # real train counts: what --balance and --ratio refer to
-                "generator": g.state_dict(),
-                "discriminator": d.state_dict(),
-                "opt_g": opt_g.state_dict(),
-                "opt_d": opt_d.state_dict(),
-                "rng": gen.get_state(),
-                "rng_device": device.type,
-                "fixed_noise": fixed_noise,
-                "history": history,
+                "precision": precision.name,
+                "elapsed_seconds": elapsed_before + time.perf_counter() - started,
+                "history": [h.to_dict() for h in history],
+                **s.state_dict(),
             },
-            ckpt_path,
         )
-        _write_history(run_dir, history)
 
+    fixed_labels = torch.arange(spec.n_classes, device=device).repeat_interleave(GRID_COLUMNS)
     grids: list[Path] = []
+    pending: list[GANEpochStats] = []  # history lines waiting for the checkpoint that holds them
     bar = tqdm(
-        range(start + 1, cfg.epochs + 1),
+        range(start, cfg.epochs),
         desc=f"gan {spec.dataset} {spec.mode}",
         unit="epoch",
-        disable=not cfg.progress,
+        disable=not progress,
         initial=start,
         total=cfg.epochs,
         dynamic_ncols=True,
     )
     for epoch in bar:
         t0 = time.perf_counter()
-        batches = epoch_batches(y, spec.n_classes, cfg.batch_size, mode.class_pure_batches, gen)
-        stats = train_one_epoch(g, d, opt_g, opt_d, loss, x, y, batches, spec.nz, gen)
-        stats = {"epoch": epoch, **stats, "seconds": time.perf_counter() - t0}
-        history.append(stats)
+        batches = epoch_batches(y, spec.n_classes, cfg.batch_size, mode.class_pure_batches, s.gen)
+        stats = train_one_epoch(s, loss, x, y, batches, spec.nz, precision)
+        record = GANEpochStats(epoch=epoch, **stats, seconds=time.perf_counter() - t0)
+        history.append(record)
+        pending.append(record)
         bar.set_postfix(
-            d=f"{stats['loss_d']:.3f}",
-            g=f"{stats['loss_g']:.3f}",
-            Dx=f"{stats['d_real']:.2f}",
-            DGz=f"{stats['d_fake']:.2f}",
-            s_ep=f"{stats['seconds']:.1f}",
+            d=f"{record.loss_d:.3f}",
+            g=f"{record.loss_g:.3f}",
+            Dx=f"{record.d_real:.2f}",
+            DGz=f"{record.d_fake:.2f}",
+            s_ep=f"{record.seconds:.1f}",
         )
-        if epoch % cfg.sample_every == 0 or epoch == cfg.epochs:
-            grids.append(save_grid(g, spec, fixed_noise, fixed_labels, run_dir / "samples" / f"epoch_{epoch:04d}.png"))
-        if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
+        last = epoch == cfg.epochs - 1
+        if (epoch + 1) % cfg.sample_every == 0 or last:
+            path = folder.path / "samples" / f"epoch_{epoch:04d}.png"
+            grids.append(save_grid(s.g, spec, s.fixed_noise, fixed_labels, path))
+        if (epoch + 1) % cfg.checkpoint_every == 0 or last:
             checkpoint(epoch)
+            for r in pending:  # after the checkpoint: the history never runs ahead of it
+                folder.append_history(r.to_dict())
+            pending.clear()
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, record)
     bar.close()
-    return GANRunResult(run_dir, ckpt_path, cfg.epochs, history, grids)
+
+    wall = elapsed_before + time.perf_counter() - started
+    summary = write_summary(
+        folder, cfg, spec, device, precision, counts, history, wall, None if ckpt is None else start
+    )
+    return GANRunResult(folder.path, folder.path / "last.pt", cfg.epochs, summary, history, grids)
+
+
+def write_summary(
+    folder: RunFolder,
+    cfg: GANConfig,
+    spec: GANSpec,
+    device: torch.device,
+    precision: Precision,
+    counts: list[int],
+    history: list[GANEpochStats],
+    wall_seconds: float,
+    resumed_from: int | None,
+) -> GANRunSummary:
+    """summary.json, written last: its presence says the run finished."""
+    env = environment_info()
+    summary = GANRunSummary(
+        run=folder.path.name,
+        dataset=spec.dataset,
+        size=spec.size,
+        mode=spec.mode,
+        loss=cfg.loss,
+        seed=cfg.seed,
+        epochs=cfg.epochs,
+        final=history[-1],
+        wall_seconds=wall_seconds,
+        class_counts=counts,
+        device=str(device),
+        precision=precision.name,
+        spec=spec.to_dict(),
+        config=cfg.to_dict(),
+        resumed_from_epoch=resumed_from,
+        versions=env["versions"],
+        machine=env["machine"],
+        git_commit=env["git_commit"],
+    )
+    summary.write(folder.path / "summary.json")
+    return summary

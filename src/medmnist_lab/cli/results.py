@@ -1,0 +1,110 @@
+"""`medmnist-lab results import|table`: a study's results store, as tables with CIs and tests."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from medmnist_lab.cli.common import add_command, add_group
+
+FORMATS = ("md", "csv", "latex", "json")
+
+
+def _csv_list(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def _baseline(text: str) -> tuple[str, Any]:
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"'{text}' is not FIELD=VALUE, e.g. model=resnet18")
+    return key.strip(), yaml.safe_load(value) if value.strip() else None
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from medmnist_lab.experiments.importer import import_runs
+    from medmnist_lab.experiments.store import ResultStore
+
+    with ResultStore(args.output) as store:
+        report = import_runs(args.runs, store, args.study)
+    for folder, why in report.skipped:
+        print(f"skipped {folder}: {why}", file=sys.stderr)
+    print(f"imported {len(report.imported)} run(s) into {store.path}")
+    return 1 if report.skipped and not report.imported else 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from medmnist_lab.experiments.store import ResultStore
+    from medmnist_lab.experiments.tables import build_table
+
+    with ResultStore(args.store, create=False) as store:
+        rows = chosen_rows(store)
+    text = build_table(
+        rows,
+        group_by=args.group_by,
+        metrics=args.metrics,
+        split=args.split,
+        baseline=args.baseline,
+        reference=args.reference,
+        fmt=args.format,
+    )
+    print(text)
+    return 0
+
+
+def chosen_rows(store: Any) -> list[Any]:
+    """Grid cells as they are; of each search, only the trial chosen on validation (its test
+    score is reported once, the other trials' never)."""
+    from medmnist_lab.experiments.tables import best_trial
+
+    groups = store.search_groups()
+    in_search = {h for members in groups.values() for h, _ in members}
+    rows = [r for r in store.rows(statuses=["done"]) if r.hash not in in_search]
+    for key in groups:
+        trials = store.rows(statuses=["done"], search=key)
+        if trials:
+            rows.append(best_trial(trials))
+    return rows
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from medmnist_lab.experiments.references import REFERENCES
+
+    _, cmds = add_group(sub, "results", "results stores: import run folders, print tables with CIs and tests")
+    p = add_command(
+        cmds,
+        "import",
+        "ingest finished run folders into a results store",
+        epilog="example: medmnist-lab results import bench_out/official -o studies/official",
+    )
+    p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run folders, or folders holding them")
+    p.add_argument("-o", "--output", type=Path, required=True, help="study folder or .db file to import into")
+    p.add_argument("--study", default="imported", help="study name recorded with the runs")
+    p.set_defaults(func=cmd_import)
+
+    p = add_command(
+        cmds,
+        "table",
+        "per-group mean ± std and 95% CI; paired differences and DeLong tests against a baseline",
+        epilog=(
+            "examples:\n"
+            "  medmnist-lab results table studies/resnet18-vs-50 --group-by dataset,model --baseline model=resnet18\n"
+            "  medmnist-lab results table studies/augment --baseline augment=none --reference official --format latex"
+        ),
+    )
+    p.add_argument("store", type=Path, metavar="STUDY_DIR|DB", help="a study folder or its results.db")
+    p.add_argument(
+        "--group-by", type=_csv_list, default=None, metavar="FIELDS", help="config fields (default: those that vary)"
+    )
+    p.add_argument("--metrics", type=_csv_list, default=["auc", "acc"], metavar="auc,acc", help="metrics to show")
+    p.add_argument("--split", choices=("test", "val", "train"), default="test", help="split the numbers are from")
+    p.add_argument(
+        "--baseline", type=_baseline, default=None, metavar="FIELD=VALUE", help="compare every group with this one"
+    )
+    p.add_argument("--reference", choices=REFERENCES.names(), default=None, help="published numbers to show beside")
+    p.add_argument("--format", choices=FORMATS, default="md", help="output format")
+    p.set_defaults(func=cmd_table)

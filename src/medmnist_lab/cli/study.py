@@ -1,0 +1,171 @@
+"""`medmnist-lab study run|list|show`: run a declared grid of training runs to a results store."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from medmnist_lab.cli.common import add_command, add_group, positive_int
+
+
+def _format_seconds(s: float) -> str:
+    if s < 90:
+        return f"{s:.0f}s"
+    if s < 5400:
+        return f"{s / 60:.0f}min"
+    return f"{s / 3600:.1f}h"
+
+
+def _spec_from_args(args: argparse.Namespace):
+    from medmnist_lab.experiments.spec import apply_overrides, load_spec, parse_set
+
+    spec = load_spec(args.spec)
+    return apply_overrides(spec, parse_set(args.set), args.datasets, args.seeds, args.trials)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from medmnist_lab.experiments.backends import BackendOptions
+    from medmnist_lab.experiments.runner import plan, run_study
+
+    spec = _spec_from_args(args)
+    study_dir = args.output or Path("studies") / spec.name
+    if args.address and args.backend != "ray":
+        from medmnist_lab.errors import MedMNISTLabError
+
+        raise MedMNISTLabError("--address joins a Ray cluster: it needs --backend ray")
+    if args.dry_run:
+        return _dry_run(spec, study_dir, plan)
+    options = BackendOptions(workers=args.workers, address=args.address, threads=args.threads)
+    report = run_study(
+        spec,
+        study_dir,
+        backend=args.backend,
+        options=options,
+        keep=args.keep,
+        max_attempts=args.max_attempts,
+        progress=not args.no_progress,
+    )
+    print(
+        f"study {spec.name}: {report.cells} cells; {report.skipped} finished before, {report.done} done now, "
+        f"{report.pruned} pruned, {report.failed} failed attempts"
+    )
+    for key, h in report.chosen.items():
+        print(f"search {key}: chosen trial {h} (best validation AUC)")
+    if report.given_up:
+        print(
+            f"{len(report.given_up)} cell(s) failed {args.max_attempts} times and were not retried; "
+            f"see {study_dir}/logs/HASH.log: {', '.join(report.given_up[:5])}",
+            file=sys.stderr,
+        )
+    if report.interrupted:
+        print(f"interrupted: rerun the same command to resume (results so far in {study_dir})", file=sys.stderr)
+        return 130
+    print(f"results: medmnist-lab results table {study_dir}")
+    return 1 if report.given_up else 0
+
+
+def _dry_run(spec, study_dir: Path, plan) -> int:
+    from medmnist_lab.experiments.estimate import estimate
+    from medmnist_lab.experiments.store import ResultStore, db_path
+
+    if spec.is_search:
+        from medmnist_lab.experiments.search import plan_searches
+
+        searches = plan_searches(spec, study_dir)
+        cells = [s.template for s in searches]
+        print(
+            f"search {spec.name}: {len(searches)} group(s) x {spec.trials} trials over {[r.field for r in spec.ranges]}"
+        )
+    else:
+        cells = plan(spec, study_dir)
+    store = ResultStore(study_dir, create=False) if db_path(study_dir).is_file() else None
+    times = estimate(cells, store)
+    status = {h: (store.status(h) or ("new", 0))[0] for h in times} if store else {}
+    print(f"{'hash':<16}  {'status':<8}  {'estimate':>8}  cell")
+    total = 0.0
+    for cell in cells:
+        seconds, _source = times[cell.hash]
+        state = status.get(cell.hash, "new")
+        if state not in ("done", "pruned"):
+            total += seconds
+        print(f"{cell.hash}  {state:<8}  {_format_seconds(seconds):>8}  {cell.label}")
+    per = spec.trials if spec.is_search else 1
+    print(
+        f"{len(cells) * per} cells; about {_format_seconds(total * per)} of work left on one worker "
+        "(speeds from finished cells where there are any, else measured here just now)"
+    )
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from medmnist_lab.experiments.spec import builtin_names, grid_points, load_spec
+
+    print(f"{'study':<16} {'cells':>6}  description")
+    for name in builtin_names():
+        spec = load_spec(name)
+        n = len(grid_points(spec)) * (spec.trials or 1)
+        first = spec.description.split(". ")[0].rstrip(".")
+        print(f"{name:<16} {n:>6}  {first}")
+    print("\n`medmnist-lab study show NAME` prints a spec; `--datasets` restricts a study to the files you have.")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    import yaml
+
+    from medmnist_lab.experiments.spec import load_spec
+
+    print(yaml.safe_dump(load_spec(args.spec).to_dict(), sort_keys=False), end="")
+    return 0
+
+
+EPILOG = """\
+A spec is YAML: base (RunConfig fields), axes (lists: their cross product; or ranges searched
+with Optuna, with `trials: N`), optional include/exclude lists of cells. Each cell is one
+training run, identified by a hash of its resolved config; rerunning a study skips finished
+cells, retries failed ones and resumes interrupted ones from their last checkpoint.
+
+examples:
+  medmnist-lab study list
+  medmnist-lab study run resnet18-vs-50 --datasets breastmnist --seeds 0 1 2
+  medmnist-lab study run augment --datasets retinamnist --set epochs=30 --workers 2 --dry-run
+  medmnist-lab study run my_spec.yaml --backend ray --address auto -o /shared/studies/mine
+  medmnist-lab results table studies/resnet18-vs-50 --baseline model=resnet18
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from medmnist_lab.engine.runfolder import KEEP_CHOICES
+    from medmnist_lab.experiments.backends import BACKENDS
+
+    _, cmds = add_group(sub, "study", "run declared grids of training runs (local or Ray) into a results store")
+    p = add_command(cmds, "run", "run (or resume) a study", epilog=EPILOG)
+    p.add_argument("spec", metavar="SPEC.yaml|NAME", help="a spec file or a built-in study (see `study list`)")
+    p.add_argument("--backend", choices=BACKENDS.names(), default="local", help="where cells run")
+    p.add_argument("--workers", type=positive_int, default=None, help="cells at once (local default 1)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads per cell (default cores/workers)")
+    p.add_argument("--address", default=None, help="Ray cluster to join: auto or HOST:PORT (default: a local Ray)")
+    p.add_argument("--dry-run", action="store_true", help="list the cells with an estimated time; run nothing")
+    p.add_argument("--datasets", nargs="+", default=None, metavar="FLAG", help="replace the dataset axis")
+    p.add_argument("--seeds", nargs="+", type=int, default=None, metavar="N", help="replace the seed axis")
+    p.add_argument("--trials", type=positive_int, default=None, help="trials per search (specs with range axes)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="fix a config field for every cell, repeatable (e.g. --set epochs=1 --set width=4)",
+    )
+    p.add_argument("-o", "--output", type=Path, default=None, help="study folder (default studies/NAME)")
+    p.add_argument(
+        "--keep", choices=KEEP_CHOICES, default="best", help="checkpoints kept per finished cell (best: weights only)"
+    )
+    p.add_argument("--max-attempts", type=positive_int, default=3, help="attempts per cell before giving up")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
+    p = add_command(cmds, "list", "built-in studies with their cell counts")
+    p.set_defaults(func=cmd_list)
+    p = add_command(cmds, "show", "print a study spec (built-in or file) as YAML")
+    p.add_argument("spec", metavar="SPEC.yaml|NAME")
+    p.set_defaults(func=cmd_show)

@@ -1,0 +1,151 @@
+"""What runs in a worker process: one cell = one `fit(config)`, its output in the cell's log file.
+
+The worker never touches the results store: it returns a plain-dict outcome to the coordinator
+(picklable for a process pool, serialisable for Ray). It decides how to start from the cell's
+run folder alone, so any backend on any node does the same thing:
+
+- summary.json there: the cell finished but its result was never recorded: read it back;
+- last.pt there: an interrupted cell: resume from its last checkpoint;
+- a folder without last.pt: it died before its first checkpoint: start it again in place;
+- no folder: a new cell.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class Pruned(Exception):
+    """Raised from the epoch callback when a search trial falls below the median curve."""
+
+
+@dataclass(frozen=True)
+class CellTask:
+    hash: str
+    config: dict[str, Any]  # RunConfig.to_dict()
+    log_path: str
+    keep: str = "best"
+    threads: int | None = None  # torch intra-op threads (None: torch's default)
+    # Median pruning: prune after epoch e (e >= prune_after) when the val AUC is below median[e].
+    median_curve: list[float] = field(default_factory=list)
+    prune_after: int = 0
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when its parent dies, so a coordinator killed with -9 leaves no
+    worker training on in the background (the next run resumes the cell from its checkpoint)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+@contextlib.contextmanager
+def _output_to(log_path: str):
+    """Send this process's stdout/stderr (file descriptors too: tqdm, C libraries) to the log."""
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log_path, "a", buffering=1) as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield log
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def run_cell(task: CellTask, *, die_with_parent: bool = True) -> dict[str, Any]:
+    """Run one cell to completion (or failure) and return its outcome as plain data."""
+    if die_with_parent:
+        _die_with_parent()
+    started = time.time()
+    outcome: dict[str, Any] = {"hash": task.hash, "host": socket.gethostname(), "started": started}
+    with _output_to(task.log_path):
+        print(f"--- cell {task.hash} on {outcome['host']} (pid {os.getpid()}) at {time.ctime(started)}", flush=True)
+        try:
+            outcome.update(_run(task))
+        except Pruned as exc:
+            outcome.update(status="pruned", error=str(exc))
+        except KeyboardInterrupt:
+            outcome.update(status="interrupted", error="interrupted")
+        except Exception as exc:  # a failed cell is a result to record, not a crash of the study
+            traceback.print_exc()
+            outcome.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        outcome["finished"] = time.time()
+        outcome["seconds"] = outcome["finished"] - started
+        print(f"--- {outcome['status']} after {outcome['seconds']:.1f}s {outcome.get('error') or ''}", flush=True)
+    return outcome
+
+
+def _run(task: CellTask) -> dict[str, Any]:
+    import torch
+
+    from medmnist_lab.data.registry import get_dataset
+    from medmnist_lab.engine import RunConfig, fit
+    from medmnist_lab.engine.runfolder import RunFolder
+    from medmnist_lab.engine.runinfo import run_path
+    from medmnist_lab.engine.summary import RunSummary, SummaryError
+
+    if task.threads:
+        torch.set_num_threads(task.threads)
+    config = RunConfig.from_dict(task.config)
+    run_dir = run_path(config, get_dataset(config.dataset, warn_alias=False), str(config.name))
+    if (run_dir / "summary.json").is_file():
+        try:
+            summary = RunSummary.read(run_dir)
+            print(f"already finished: {run_dir}", flush=True)
+            return {"status": "done", "summary": summary.to_dict(), "run_dir": str(run_dir)}
+        except SummaryError as exc:
+            print(f"unusable summary ({exc}); running the cell again", flush=True)
+            shutil.rmtree(run_dir)
+    resume = None
+    if (run_dir / "last.pt").is_file():
+        resume = run_dir
+        print(f"resuming {run_dir}", flush=True)
+    elif run_dir.exists():
+        print(f"{run_dir} has no checkpoint (died before its first epoch): starting it again", flush=True)
+        shutil.rmtree(run_dir)
+
+    def prune_check(epoch: int, record: dict[str, Any]) -> None:
+        if epoch < task.prune_after or epoch >= len(task.median_curve):
+            return
+        value, median = record["val_auc"], task.median_curve[epoch]
+        if not math.isfinite(value) or value < median:
+            raise Pruned(f"pruned at epoch {epoch}: val AUC {value:.4f} below the median {median:.4f}")
+
+    try:
+        result = fit(
+            config,
+            resume=resume,
+            progress=False,
+            keep=task.keep,
+            on_epoch_end=prune_check if task.median_curve else None,
+        )
+    except Pruned:
+        RunFolder(run_dir).apply_retention(task.keep)  # a pruned trial is final: no resume state kept
+        raise
+    return {"status": "done", "summary": result.summary.to_dict(), "run_dir": str(result.run_dir)}

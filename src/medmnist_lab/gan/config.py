@@ -1,0 +1,95 @@
+"""`GANConfig`: the settings of one GAN run, frozen and validated once, when it is built.
+
+Names are made canonical there (dataset flag, mode, loss), so the config written to config.yaml,
+to the checkpoint and to summary.json is the one that ran, and a resumed run compares like with
+like. How a run is driven (resume, progress bar) is not part of it: those are arguments of
+`train_gan`. Change a field with `dataclasses.replace`, which validates again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from medmnist_lab.data.registry import get_dataset
+from medmnist_lab.errors import MedMNISTLabError
+from medmnist_lab.gan.modes import LOSSES, GANSpec, make_spec
+
+
+@dataclass(frozen=True)
+class GANConfig:
+    dataset: str
+    mode: str = "conditional"
+    size: int = 28
+    epochs: int = 100
+    batch_size: int = 64
+    width: int = 64
+    nz: int = 100
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    loss: str = "bce"
+    seed: int = 0
+    sample_every: int = 10
+    checkpoint_every: int = 5
+    out: str | None = None
+    root: str | None = None
+    device: str = "auto"
+    # Mixed precision, resolved by the engine's resolve_precision: False (fp32, the default),
+    # True (bf16, or fp16 with a gradient scaler), None (the engine's "where safe"). See train.py.
+    amp: bool | None = False
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "sample_every", "checkpoint_every"):
+            if getattr(self, name) <= 0:
+                raise MedMNISTLabError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise MedMNISTLabError(f"lr must be positive, got {self.lr}")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise MedMNISTLabError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        info = get_dataset(self.dataset)
+        spec = make_spec(info, self.mode, self.size, self.nz, self.width)  # multi-label, size, nz, width
+        canonical = {
+            "dataset": info.flag,
+            "mode": spec.mode,
+            "loss": LOSSES.canonical(self.loss),
+            "out": None if self.out is None else str(self.out),  # a Path would not go into YAML
+            "root": None if self.root is None else str(self.root),
+        }
+        for name, value in canonical.items():
+            object.__setattr__(self, name, value)  # frozen afterwards
+
+    def spec(self) -> GANSpec:
+        """The nets this config builds."""
+        return make_spec(get_dataset(self.dataset, warn_alias=False), self.mode, self.size, self.nz, self.width)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GANConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise MedMNISTLabError(f"unknown GAN config fields {unknown}; valid fields: {', '.join(sorted(known))}")
+        return cls(**data)
+
+
+# Fields that may change when a run is resumed (more epochs, another folder, another device);
+# all others must match the checkpoint, or the resumed run would be a different experiment.
+RESUMABLE_CHANGES = ("epochs", "sample_every", "checkpoint_every", "out", "root", "device")
+
+
+def default_run_dir(cfg: GANConfig) -> Path:
+    return Path("runs") / "gan" / f"{cfg.dataset}-{cfg.size}px-{cfg.mode}-seed{cfg.seed}"
+
+
+def config_differences(saved: GANConfig, now: GANConfig) -> list[str]:
+    """The settings that differ and may not change on resume, as 'name=old in the checkpoint vs new now'."""
+    return [
+        f"{f.name}={getattr(saved, f.name)!r} in the checkpoint vs {getattr(now, f.name)!r} now"
+        for f in fields(GANConfig)
+        if f.name not in RESUMABLE_CHANGES and getattr(saved, f.name) != getattr(now, f.name)
+    ]

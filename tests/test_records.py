@@ -1,0 +1,118 @@
+"""Typed run records: frozen configs validated once, summaries that round-trip, retention."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from medmnist_lab.engine import RunConfig, fit, resolve_config
+from medmnist_lab.engine.checkpoint import load_checkpoint
+from medmnist_lab.engine.config import RECIPES
+from medmnist_lab.engine.runfolder import RunFolder
+from medmnist_lab.engine.summary import RunSummary, SplitMetrics, SummaryError
+from medmnist_lab.errors import MedMNISTLabError
+
+
+def test_official_recipe_is_the_dataclass_defaults():
+    assert RECIPES.get("medmnist-v2").overrides == {}
+    assert resolve_config("breastmnist") == RunConfig("breastmnist")
+    fast = resolve_config("breastmnist", "fast")
+    assert fast.recipe == "fast" and fast.epochs == 30 and fast.optimizer == "adamw"
+
+
+def test_config_is_frozen_canonical_and_validated_at_construction():
+    a = RunConfig("BreastMNIST", model="ResNet18", optimizer="ADAM", milestones=[0.5, 0.75])
+    b = RunConfig("breastmnist")
+    assert a == b and a.dataset == "breastmnist" and a.model == "resnet18"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.epochs = 3  # type: ignore[misc]
+    for bad, match in (
+        ({"epochs": 0}, "epochs"),
+        ({"model": "resnet19"}, "resnet18"),
+        ({"augment": "simpel"}, "simple"),
+        ({"size": 100}, "size 100"),
+        ({"subset": -1}, "subset"),
+    ):
+        with pytest.raises(MedMNISTLabError, match=match):
+            RunConfig("breastmnist", **bad)
+    with pytest.raises(MedMNISTLabError, match="dataset"):
+        RunConfig("nomnist")
+    # from_dict of its own to_dict: equal, so a resumed run's config check compares like with like
+    assert RunConfig.from_dict(json.loads(json.dumps(a.to_dict()))) == a
+
+
+def _summary(**kw) -> RunSummary:
+    base = dict(
+        run="r",
+        dataset="breastmnist",
+        size=28,
+        model="resnet18",
+        recipe="medmnist-v2",
+        seed=1,
+        best_epoch=3,
+        epochs=10,
+        metrics={"test": SplitMetrics(0.9, 0.8, {"n_samples": 156})},
+        wall_seconds=12.5,
+    )
+    return RunSummary(**{**base, **kw})
+
+
+def test_summary_round_trips_and_reads_version_0(tmp_path):
+    s = _summary(config={"dataset": "breastmnist"})
+    path = s.write(tmp_path / "summary.json")
+    assert RunSummary.read(tmp_path) == s
+    # a first-version file: no format/version/config keys
+    legacy = {k: v for k, v in s.to_dict().items() if k not in ("format", "version", "config")}
+    (tmp_path / "old.json").write_text(json.dumps(legacy))
+    old = RunSummary.read(tmp_path / "old.json")
+    assert old.config is None and old.split("test").auc == 0.9 and old.split("test").extras == {"n_samples": 156}
+    # damaged, foreign, too new, missing
+    path.write_text(path.read_text()[:40])
+    with pytest.raises(SummaryError, match="damaged or truncated"):
+        RunSummary.read(path)
+    (tmp_path / "gan.json").write_text(json.dumps({"format": "medmnist-lab-gan"}))
+    with pytest.raises(SummaryError, match="not a run summary"):
+        RunSummary.read(tmp_path / "gan.json")
+    (tmp_path / "new.json").write_text(json.dumps({**s.to_dict(), "version": 99}))
+    with pytest.raises(SummaryError, match="newer"):
+        RunSummary.read(tmp_path / "new.json")
+    with pytest.raises(SummaryError, match="has not finished"):
+        RunSummary.read(tmp_path / "nothing")
+    with pytest.raises(SummaryError, match="lacks"):
+        RunSummary.from_dict({"run": "x"})
+
+
+def test_history_truncation_and_temp_cleanup(tmp_path):
+    folder = RunFolder(tmp_path / "run")
+    folder.create({"a": 1})
+    for e in range(4):
+        folder.append_history({"epoch": e})
+    (folder.path / ".last.pt.123.tmp").write_bytes(b"x")
+    folder.truncate_history(1)
+    folder.remove_temp_files()
+    assert [r["epoch"] for r in folder.read_history()] == [0, 1]
+    assert not list(folder.path.glob(".*.tmp"))
+    with pytest.raises(FileExistsError):
+        folder.create({"a": 1})
+
+
+@pytest.mark.parametrize("keep", ["best", "last", "both"])
+def test_checkpoint_retention(keep, synthetic_root, tmp_path, one_thread):
+    cfg = resolve_config(
+        "breastmnist", root=str(synthetic_root), out_dir=str(tmp_path), name="k", epochs=1, width=4, amp=False
+    )
+    result = fit(cfg, progress=False, keep=keep)
+    best, last = result.run_dir / "best.pt", result.run_dir / "last.pt"
+    assert best.exists() == (keep != "last") and last.exists() == (keep != "best")
+    if keep == "best":
+        state = load_checkpoint(best)
+        assert "optimizer" not in state and "rng" not in state
+        model_bytes = sum(v.numel() * v.element_size() for v in state["model"].values())
+        assert best.stat().st_size < 1.3 * model_bytes  # weights only, no Adam moments
+        from medmnist_lab.engine import evaluate
+
+        assert evaluate(best, "test").result.metrics.auc == result.test.metrics.auc
+    with pytest.raises(MedMNISTLabError, match="choose one of: best, last, both"):
+        RunFolder(result.run_dir).apply_retention("none")
