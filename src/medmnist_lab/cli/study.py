@@ -52,17 +52,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     for key, h in report.chosen.items():
         print(f"search {key}: chosen trial {h} (best validation AUC)")
-    if report.given_up:
+    if report.still_failed:
         print(
-            f"{len(report.given_up)} cell(s) failed {args.max_attempts} times and were not retried; "
-            f"see {study_dir}/logs/HASH.log: {', '.join(report.given_up[:5])}",
+            f"{len(report.still_failed)} cell(s) failed ({len(report.given_up)} of them {args.max_attempts} times, "
+            f"not retried again); their logs: {study_dir}/logs/HASH.log for {', '.join(report.still_failed[:5])}",
             file=sys.stderr,
         )
     if report.interrupted:
         print(f"interrupted: rerun the same command to resume (results so far in {study_dir})", file=sys.stderr)
         return 130
     print(f"results: medmnist-lab results table {study_dir}")
-    return 1 if report.given_up else 0
+    return 1 if report.still_failed else 0
 
 
 def _dry_run(spec, study_dir: Path, plan) -> int:

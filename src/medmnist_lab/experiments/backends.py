@@ -8,9 +8,11 @@ code cannot touch another's.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import multiprocessing
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -119,10 +121,15 @@ class RayBackend:
                 kw["address"] = options.address
             else:  # a private single-node Ray on the loopback interface
                 kw["_node_ip_address"] = "127.0.0.1"
+                # Ray starts its workers at nice 15 (RAY_worker_niceness): beside any nice-0 load on
+                # the machine a cell then gets a few per cent of a core (a 9 s cell took over 150 s
+                # next to one busy process). The local backend's workers run at nice 0: so do these.
+                kw["_system_config"] = {"worker_niceness": 0}
                 if options.workers:
                     kw["num_cpus"] = options.workers * (options.threads or 1)
             try:
-                ray.init(**kw)
+                with contextlib.nullcontext() if options.address else _loopback_ray():
+                    ray.init(**kw)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = options.address or "a local instance"
                 raise MedMNISTLabError(f"cannot start or join Ray at {where}: {exc}") from None
@@ -161,6 +168,32 @@ class RayBackend:
     def close(self) -> None:
         if self._started:
             self._ray.shutdown()
+
+
+@contextlib.contextmanager
+def _loopback_ray() -> Iterator[None]:
+    """Keep a private Ray on 127.0.0.1. Ray replaces a node IP of 127.0.0.1 by the machine's
+    routable address (and its services then listen on every interface) unless it thinks it runs on
+    a laptop, where clusters are off: say so (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0) while it
+    starts, to this process (the constant, read at import) and to the processes Ray starts (the
+    environment). Both are restored afterwards, so joining a cluster later in this process works."""
+    try:
+        from ray._private import ray_constants
+    except ImportError:  # a Ray without this internal module: start it as it will
+        yield
+        return
+    var = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+    saved_env, saved_flag = os.environ.get(var), getattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
+    os.environ[var] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        if saved_env is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = saved_env
 
 
 def _ray_cell(task: CellTask) -> dict[str, Any]:

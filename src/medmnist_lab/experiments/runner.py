@@ -37,7 +37,8 @@ class StudyReport:
     failed: int = 0
     pruned: int = 0
     skipped: int = 0  # finished before this run
-    given_up: list[str] = field(default_factory=list)  # failed max_attempts times
+    given_up: list[str] = field(default_factory=list)  # failed max_attempts times: not retried any more
+    still_failed: list[str] = field(default_factory=list)  # failed at the end of this run
     interrupted: bool = False
     chosen: dict[str, str] = field(default_factory=dict)  # search group -> chosen trial hash
 
@@ -141,6 +142,7 @@ def run_study(
             report.given_up += s.given_up
         queue = _Queue(todo, searches)
         _run_queue(queue, store, study_dir, backend, options or BackendOptions(), keep, max_attempts, report, progress)
+        report.still_failed = [r.hash for r in store.rows(statuses=["failed"])]
         for s in searches:
             chosen = s.chosen()
             if chosen is not None:
@@ -206,10 +208,11 @@ def _run_queue(
                     report.failed += 1
                     msg = f"cell {cell.label} [{h}] failed (attempt {attempts}/{max_attempts}): {outcome.get('error')}"
                     tqdm.write(msg, file=sys.stderr)
-                    if attempts < max_attempts:  # retried at once (bounded)
+                    if attempts < max_attempts and outcome.get("retry", True):  # retried at once (bounded)
                         submit(cell)
                         continue
-                    report.given_up.append(h)
+                    if attempts >= max_attempts:
+                        report.given_up.append(h)
                 elif status == "pruned":
                     report.pruned += 1
                 else:
@@ -236,6 +239,7 @@ def _task(cell: Cell, study_dir: Path, keep: str, queue: _Queue) -> CellTask:
         hash=cell.hash,
         config=cell.config.to_dict(),
         log_path=str(study_dir / "logs" / f"{cell.hash}.log"),
+        study_dir=str(study_dir),
         keep=keep,
         median_curve=curve,
         prune_after=after,

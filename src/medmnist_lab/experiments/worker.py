@@ -35,6 +35,7 @@ class CellTask:
     hash: str
     config: dict[str, Any]  # RunConfig.to_dict()
     log_path: str
+    study_dir: str = "."
     keep: str = "best"
     threads: int | None = None  # torch intra-op threads (None: torch's default)
     # Median pruning: prune after epoch e (e >= prune_after) when the val AUC is below median[e].
@@ -68,7 +69,9 @@ def _output_to(log_path: str):
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         try:
-            yield log
+            # Python-level streams too: they may not be fds 1/2 (an embedding app, pytest).
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                yield log
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -93,8 +96,14 @@ def run_cell(task: CellTask, *, die_with_parent: bool = True) -> dict[str, Any]:
         except KeyboardInterrupt:
             outcome.update(status="interrupted", error="interrupted")
         except Exception as exc:  # a failed cell is a result to record, not a crash of the study
+            from medmnist_lab.errors import MedMNISTLabError
+
             traceback.print_exc()
-            outcome.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+            # A user error (bad data, bad setting) fails the same way every time: not retried now;
+            # a rerun of the study tries it again (the user may have fixed the cause).
+            outcome.update(
+                status="failed", error=f"{type(exc).__name__}: {exc}", retry=not isinstance(exc, MedMNISTLabError)
+            )
         outcome["finished"] = time.time()
         outcome["seconds"] = outcome["finished"] - started
         print(f"--- {outcome['status']} after {outcome['seconds']:.1f}s {outcome.get('error') or ''}", flush=True)
@@ -112,7 +121,9 @@ def _run(task: CellTask) -> dict[str, Any]:
 
     if task.threads:
         torch.set_num_threads(task.threads)
-    config = RunConfig.from_dict(task.config)
+    from medmnist_lab.experiments import synthetic
+
+    config = synthetic.resolve(RunConfig.from_dict(task.config), Path(task.study_dir))
     run_dir = run_path(config, get_dataset(config.dataset, warn_alias=False), str(config.name))
     if (run_dir / "summary.json").is_file():
         try:
