@@ -3,7 +3,9 @@
 # Usage: MEDMNIST_ROOT=../shared/data/medmnist OMP_NUM_THREADS=1 [RECIPE=fast] \
 #          bash benchmarks/augment_study.sh OUT_DIR DATASET POLICY [SEEDS...]
 # Compare with the `none` runs of benchmarks/official_protocol.sh:
-#   python benchmarks/summarize_runs.py bench_out/official OUT_DIR --baseline none
+#   medmnist-lab results import bench_out/official OUT_DIR -o OUT_DIR.db
+#   medmnist-lab results table OUT_DIR.db --group-by dataset,augment --baseline augment=none
+# (or, in one step: medmnist-lab study run augment --datasets DATASET)
 set -euo pipefail
 out=$1
 dataset=$2

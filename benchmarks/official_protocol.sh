@@ -3,7 +3,8 @@
 # Engine defaults apply (bf16 autocast on CPUs with avx512_bf16, fp32 elsewhere).
 # Usage: MEDMNIST_ROOT=../shared/data/medmnist bash benchmarks/official_protocol.sh OUT_DIR DATASET...
 # (run one chain per dataset with OMP_NUM_THREADS=1 to use one core each), then
-#        python benchmarks/summarize_runs.py OUT_DIR
+#        medmnist-lab results import OUT_DIR -o OUT_DIR.db && medmnist-lab results table OUT_DIR.db
+# (the same grid as a study: medmnist-lab study run resnet18-vs-50 --set model=resnet18 --datasets DATASET...)
 set -euo pipefail
 out=$1
 shift

@@ -13,12 +13,11 @@ out=$1
 part=${2:-all}
 mkdir -p "$out"
 
-train_gan() {  # resumable; skipped once the checkpoint holds all 300 epochs
+train_gan() {  # resumable; skipped once finished (summary.json is written last)
   local gan="$out/gan-$1"
   local resume=()
+  [ -f "$gan/summary.json" ] && return 0
   if [ -f "$gan/last.pt" ]; then
-    done_epochs=$(python -c "import torch,sys; print(torch.load(sys.argv[1], weights_only=True)['epoch'])" "$gan/last.pt")
-    [ "$done_epochs" -ge 300 ] && return 0
     resume=(--resume)
   fi
   medmnist-lab gan train breastmnist --mode "$1" --epochs 300 --seed 0 --out "$gan" --no-progress "${resume[@]}"
