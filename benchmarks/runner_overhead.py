@@ -3,11 +3,13 @@
 
 Extra time = study wall time - direct wall time, for a small and a large number of cells; its
 slope is the marginal overhead per cell, its intercept the one-off cost of a study run (starting
-the forkserver, which imports torch once). Medians over repetitions. The cells are tiny on purpose (width 4, 1 epoch, 64 training images): what is left is the runner's
-own cost (process start from the forkserver, imports already preloaded, store writes, log files),
+the forkserver, which imports torch once). Medians over repetitions. The cells are tiny on purpose
+(width 4, 1 epoch, 64 training images): what is left is the runner's own cost (a process per
+cell forked from the forkserver, store writes, log files, first-use costs of a fresh process),
 which a real cell pays once whatever its length.
 
-    MEDMNIST_ROOT=../shared/data/medmnist OMP_NUM_THREADS=1 python benchmarks/runner_overhead.py --cells 2 8 --reps 3
+    MEDMNIST_ROOT=../shared/data/medmnist OMP_NUM_THREADS=1 \
+        python benchmarks/runner_overhead.py --cells 2 8 --reps 3
 """
 
 from __future__ import annotations

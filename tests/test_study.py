@@ -334,3 +334,10 @@ def test_synthetic_gan_balanced_cells_on_real_breastmnist(real_root, tmp_path):
     for r in with_syn:  # the run itself records the file it trained on
         summary = RunSummary.read(r.run_dir)
         assert summary.config["synthetic"] == str(npz[0]) and summary.data["n_synthetic"] > 0
+
+
+def test_cli_keep_choices_match_the_engine():
+    from medmnist_lab.cli.common import KEEP_CHOICES
+    from medmnist_lab.engine.runfolder import KEEP_CHOICES as ENGINE_KEEP
+
+    assert KEEP_CHOICES == ENGINE_KEEP

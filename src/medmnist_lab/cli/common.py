@@ -7,6 +7,10 @@ import argparse
 from medmnist_lab.cli.main import HelpFormatter
 from medmnist_lab.data.registry import SIZES
 
+# engine.runfolder.KEEP_CHOICES, restated so that building the parsers does not import the engine
+# and its metrics stack (~2 s); tests/test_study.py asserts the two are equal.
+KEEP_CHOICES: tuple[str, ...] = ("best", "last", "both")
+
 
 def add_group(sub: argparse._SubParsersAction, name: str, help: str, description: str | None = None):
     """Add a command group; returns (group parser, its sub-command action)."""

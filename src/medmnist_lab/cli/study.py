@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from medmnist_lab.cli.common import add_command, add_group, positive_int
+from medmnist_lab.cli.common import KEEP_CHOICES, add_command, add_group, positive_int
 
 
 def _format_seconds(s: float) -> str:
@@ -136,7 +136,6 @@ examples:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from medmnist_lab.engine.runfolder import KEEP_CHOICES
     from medmnist_lab.experiments.backends import BACKENDS
 
     _, cmds = add_group(sub, "study", "run declared grids of training runs (local or Ray) into a results store")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medmnist_lab.cli.common import add_root, positive_int
+from medmnist_lab.cli.common import KEEP_CHOICES, add_root, positive_int
 from medmnist_lab.cli.main import HelpFormatter
 from medmnist_lab.data.registry import SIZES
 
@@ -83,7 +83,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = RunConfig.from_dict(load_checkpoint(last)["config"])
         if args.dataset is not None and args.dataset.lower() != config.dataset:
             raise MedMNISTLabError(f"--resume {args.resume} is a {config.dataset} run, not {args.dataset}")
-        result = fit(config, resume=last, progress=not args.no_progress)
+        result = fit(config, resume=last, progress=not args.no_progress, keep=args.keep)
     else:
         if args.dataset is None:
             raise MedMNISTLabError("give a DATASET to train on (or --resume RUN_DIR); see `medmnist-lab datasets list`")
@@ -111,7 +111,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             augment_params=parse_magnitudes(args.augment_set) or None,
             **overrides,
         )
-        result = fit(config, progress=not args.no_progress)
+        result = fit(config, progress=not args.no_progress, keep=args.keep)
     m = result.summary.metrics
     print(f"\nrun: {result.run_dir}   best epoch: {result.best_epoch}   wall: {result.summary.wall_seconds:.1f}s")
     print(f"{'split':<6} {'AUC':>7} {'ACC':>7}")
@@ -186,6 +186,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default=None, help="run folder name (default: recipe-seed-timestamp)")
     p.add_argument("--out-dir", type=Path, default=Path("runs"), help="folder holding run folders")
     p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue an interrupted run")
+    p.add_argument(
+        "--keep",
+        choices=KEEP_CHOICES,
+        default="both",
+        help="checkpoints kept when the run ends: both; best (weights only, ~1/3 the size); last",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
     add_root(p)
     p.set_defaults(func=cmd_train)

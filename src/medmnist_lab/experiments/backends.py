@@ -62,7 +62,7 @@ class LocalBackend:
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
         ctx = multiprocessing.get_context(method)
         if method == "forkserver":
-            ctx.set_forkserver_preload(["medmnist_lab.engine", "medmnist_lab.experiments.worker"])
+            ctx.set_forkserver_preload(["medmnist_lab.experiments.preload"])
         kw: dict[str, Any] = {"max_workers": self.slots, "mp_context": ctx}
         if sys.version_info >= (3, 11):
             kw["max_tasks_per_child"] = 1
