@@ -7,8 +7,8 @@ the first time an optimizer is built; preloaded, a fresh process fits as fast as
 
 import pandas  # noqa: F401  (the official prediction CSVs)
 import sklearn.metrics  # noqa: F401  (AUC, extras)
-import torch._dynamo  # noqa: F401  (imported by the first optimizer)
+import torch._dynamo  # (imported by the first optimizer)
 import torch.optim  # noqa: F401
 
-import medmnist_lab.engine  # noqa: F401
+import medmnist_lab.engine  # (the package, its models and metrics)
 import medmnist_lab.experiments.worker  # noqa: F401
