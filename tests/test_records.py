@@ -116,3 +116,31 @@ def test_checkpoint_retention(keep, synthetic_root, tmp_path, one_thread):
         assert evaluate(best, "test").result.metrics.auc == result.test.metrics.auc
     with pytest.raises(MedMNISTLabError, match="choose one of: best, last, both"):
         RunFolder(result.run_dir).apply_retention("none")
+
+
+def test_resume_cuts_history_lines_past_the_checkpoint(synthetic_root, tmp_path, one_thread):
+    """A kill after an epoch's history line but before its checkpoint: the resumed run's history
+    equals an uninterrupted one's (the extra line is dropped, then written again for real)."""
+    kw = dict(root=str(synthetic_root), name="h", epochs=3, width=4, amp=False)
+    full = fit(resolve_config("breastmnist", out_dir=str(tmp_path / "full"), **kw), progress=False)
+    cfg = resolve_config("breastmnist", out_dir=str(tmp_path / "cut"), **kw)
+
+    def stop(epoch, record):
+        if epoch == 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, progress=False, on_epoch_end=stop)
+    run = tmp_path / "cut" / "breastmnist_28" / "resnet18" / "h"
+    folder = RunFolder(run)
+    folder.append_history({"epoch": 1, "train_loss": 123.0})  # written, then killed before last.pt
+    (run / ".last.pt.999.tmp").write_bytes(b"half a checkpoint")
+    resumed = fit(cfg, resume=run, progress=False)
+    strip = [{k: v for k, v in r.items() if k not in ("seconds", "images_per_s")} for r in folder.read_history()]
+    ref = [
+        {k: v for k, v in r.items() if k not in ("seconds", "images_per_s")}
+        for r in RunFolder(full.run_dir).read_history()
+    ]
+    assert strip == ref and [r["epoch"] for r in strip] == [0, 1, 2]
+    assert not list(run.glob(".*.tmp"))
+    assert resumed.summary.metrics["test"] == full.summary.metrics["test"]

@@ -5,9 +5,9 @@
     {run_dir}/last.pt, best.pt checkpoints, written atomically
     {run_dir}/summary.json     the typed summary, written last: its presence means "finished"
 
-Write order per epoch is checkpoint first, then the history line; on resume the history is cut
-back to the checkpoint's epoch, so a crash between the two never leaves a line the checkpoint
-does not contain.
+The classifier engine writes an epoch's history line first, then its checkpoints; on resume the
+history is cut back to the checkpoint's epoch. So a crash between the two never leaves a line the
+checkpoint does not contain, nor loses one it does.
 """
 
 from __future__ import annotations

@@ -299,11 +299,13 @@ def fit(
         }
         # A NaN AUC (a class absent from val) counts as the worst score, never as a winner.
         score = val.auc if math.isfinite(val.auc) else -math.inf
+        # History line first, checkpoints after: a kill in between leaves a line past last.pt's
+        # epoch, which a resume cuts off; the other order could lose the line for good.
+        folder.append_history(record)
         if score > s.best_auc or s.best_epoch < 0:
             s.best_auc, s.best_epoch = score, epoch
             save_checkpoint(s.state_dict(epoch), run_dir / "best.pt")
         save_checkpoint(s.state_dict(epoch), run_dir / "last.pt")
-        folder.append_history(record)  # after the checkpoint: history never runs ahead of it
         bar.set_postfix(
             loss=f"{train_loss:.4f}",
             val_auc=f"{val.auc:.4f}",
