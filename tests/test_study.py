@@ -188,7 +188,7 @@ def test_worker_resumes_restarts_and_reads_back(synthetic_root, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         fit(cut, progress=False, on_epoch_end=stop)
     task = CellTask("h1", cut.to_dict(), str(tmp_path / "log1"), study_dir=str(tmp_path))
-    out = run_cell(task, die_with_parent=False)
+    out = run_cell(task)
     assert out["status"] == "done" and "resuming" in (tmp_path / "log1").read_text()
     resumed = RunSummary.from_dict(out["summary"])
     assert resumed.resumed_from_epoch == 1
@@ -197,14 +197,14 @@ def test_worker_resumes_restarts_and_reads_back(synthetic_root, tmp_path):
     }
     # 2. finished, but the result never reached the store: read back, not retrained
     mtime = (Path(out["run_dir"]) / "summary.json").stat().st_mtime
-    again = run_cell(task, die_with_parent=False)
+    again = run_cell(task)
     assert again["summary"] == out["summary"] and (Path(out["run_dir"]) / "summary.json").stat().st_mtime == mtime
     # 3. died before its first checkpoint: the folder is started again in place
     dead = resolve_config("breastmnist", root=str(synthetic_root), out_dir=str(tmp_path / "dead"), name="c", **TINY)
     folder = tmp_path / "dead" / "breastmnist_28" / "resnet18" / "c"
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text("half")
-    out = run_cell(CellTask("h3", dead.to_dict(), str(tmp_path / "log3")), die_with_parent=False)
+    out = run_cell(CellTask("h3", dead.to_dict(), str(tmp_path / "log3")))
     assert out["status"] == "done" and "starting it again" in (tmp_path / "log3").read_text()
 
 
@@ -226,7 +226,7 @@ def test_failed_cell_is_recorded_not_crashing_the_study(synthetic_root, tmp_path
 def test_median_pruning_stops_a_trial(synthetic_root, tmp_path):
     cfg = resolve_config("breastmnist", root=str(synthetic_root), out_dir=str(tmp_path), name="p", **TINY)
     task = CellTask("hp", cfg.to_dict(), str(tmp_path / "log"), median_curve=[1.01, 1.01], prune_after=0)
-    out = run_cell(task, die_with_parent=False)
+    out = run_cell(task)
     assert out["status"] == "pruned" and "below the median" in out["error"]
     assert not (tmp_path / "breastmnist_28" / "resnet18" / "p" / "last.pt").exists()  # final: no resume state
 

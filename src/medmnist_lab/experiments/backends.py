@@ -1,8 +1,9 @@
 """Where cells run: `local` (a process per cell on this machine) or `ray` (a Ray task per cell).
 
 A backend takes CellTasks and hands back (hash, outcome) pairs as they finish; it never sees the
-results store. Both start every cell in a fresh process, so one cell's memory or a crash in C
-code cannot touch another's.
+results store. Both start every cell in a fresh process, so no cell inherits another's memory or
+state. (A worker that dies breaks the local pool: the cells running beside it fail too, are
+retried from their checkpoints, and are charged an attempt.)
 """
 
 from __future__ import annotations
@@ -11,7 +12,11 @@ import concurrent.futures as cf
 import contextlib
 import multiprocessing
 import os
+import select
+import signal
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -63,15 +68,29 @@ class LocalBackend:
         ctx = multiprocessing.get_context(method)
         if method == "forkserver":
             ctx.set_forkserver_preload(["medmnist_lab.experiments.preload"])
-        kw: dict[str, Any] = {"max_workers": self.slots, "mp_context": ctx}
+        kw: dict[str, Any] = {
+            "max_workers": self.slots,
+            "mp_context": ctx,
+            "initializer": _exit_with,
+            "initargs": (os.getpid(),),
+        }
         if sys.version_info >= (3, 11):
             kw["max_tasks_per_child"] = 1
+        self._pool_kw = kw
         self._pool = cf.ProcessPoolExecutor(**kw)
         self._futures: dict[cf.Future, str] = {}
 
     def submit(self, task: CellTask) -> None:
         task = task if task.threads else CellTask(**{**task.__dict__, "threads": self.threads})
-        self._futures[self._pool.submit(run_cell, task)] = task.hash
+        try:
+            fut = self._pool.submit(run_cell, task)
+        except cf.BrokenExecutor:  # BrokenProcessPool
+            # A worker died (OOM killer, segfault, kill): the pool failed every cell it ran (each is
+            # reported, and retried from its checkpoint) and takes no more work. A new one does.
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = cf.ProcessPoolExecutor(**self._pool_kw)
+            fut = self._pool.submit(run_cell, task)
+        self._futures[fut] = task.hash
 
     def wait(self, timeout: float) -> list[tuple[str, dict[str, Any]]]:
         if not self._futures:
@@ -96,6 +115,41 @@ class LocalBackend:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _exit_with(coordinator: int) -> None:
+    """Pool initializer: SIGKILL this worker as soon as the coordinator exits (kill -9 included).
+
+    The worker's parent-death signal cannot do it: a forkserver worker's parent is the forkserver,
+    which exits only once every worker has (each holds its "alive" pipe), so after a kill -9 the
+    cells trained on to their end while a rerun could start the same cells again."""
+    try:
+        fd = os.pidfd_open(coordinator)  # Linux >= 5.3: readable once the process has exited
+    except ProcessLookupError:
+        os.kill(os.getpid(), signal.SIGKILL)
+        return
+    except (AttributeError, OSError):  # elsewhere: poll
+        fd = None
+
+    def watch() -> None:
+        if fd is not None:
+            select.select([fd], [], [])
+        else:
+            while _alive(coordinator):
+                time.sleep(1)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="exit-with-coordinator", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 @BACKENDS.register("ray")
@@ -197,8 +251,7 @@ def _loopback_ray() -> Iterator[None]:
 
 
 def _ray_cell(task: CellTask) -> dict[str, Any]:
-    # Ray, not a parent process, owns the worker's lifetime: no parent-death signal there.
-    return run_cell(task, die_with_parent=False)
+    return run_cell(task)
 
 
 def create_backend(name: str, options: BackendOptions) -> Backend:

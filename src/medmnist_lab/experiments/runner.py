@@ -47,13 +47,17 @@ class StudyReport:
 def study_lock(study_dir: Path) -> Iterator[None]:
     """One coordinator per study folder (flock: released by the kernel if the process dies)."""
     study_dir.mkdir(parents=True, exist_ok=True)
-    with open(study_dir / ".lock", "w") as f:
+    with open(study_dir / ".lock", "a+") as f:  # not "w": a refused run must not erase the holder's pid
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "?"
             raise MedMNISTLabError(
-                f"another `study run` is using {study_dir}; wait for it, or stop it (Ctrl-C) and rerun"
+                f"another `study run` (pid {holder}) is using {study_dir}; wait for it, or stop it (Ctrl-C) and rerun"
             ) from None
+        f.seek(0)
+        f.truncate()
         f.write(str(os.getpid()))
         f.flush()
         yield
@@ -197,10 +201,10 @@ def _run_queue(
                 pending = queue.next()
             refresh()
             for h, outcome in be.wait(POLL_SECONDS):
-                cell = running.pop(h)
                 status = outcome["status"]
                 if status == "interrupted":  # a worker got Ctrl-C before the coordinator did
-                    raise KeyboardInterrupt
+                    raise KeyboardInterrupt  # (the cell stays in `running`: marked pending below)
+                cell = running.pop(h)
                 store.record(h, outcome)
                 queue.tell(h, outcome)
                 _, attempts = store.status(h) or ("", 0)

@@ -16,7 +16,6 @@ import contextlib
 import math
 import os
 import shutil
-import signal
 import socket
 import sys
 import time
@@ -43,21 +42,6 @@ class CellTask:
     prune_after: int = 0
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGKILL this process when its parent dies, so a coordinator killed with -9 leaves no
-    worker training on in the background (the next run resumes the cell from its checkpoint)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
-
-
 @contextlib.contextmanager
 def _output_to(log_path: str):
     """Send this process's stdout/stderr (file descriptors too: tqdm, C libraries) to the log."""
@@ -81,10 +65,11 @@ def _output_to(log_path: str):
             os.close(saved[1])
 
 
-def run_cell(task: CellTask, *, die_with_parent: bool = True) -> dict[str, Any]:
-    """Run one cell to completion (or failure) and return its outcome as plain data."""
-    if die_with_parent:
-        _die_with_parent()
+def run_cell(task: CellTask) -> dict[str, Any]:
+    """Run one cell to completion (or failure) and return its outcome as plain data.
+
+    Ending with the coordinator is the backend's business (local: a watcher thread in each pool
+    worker; Ray: the job's lifetime), not the cell's."""
     started = time.time()
     outcome: dict[str, Any] = {"hash": task.hash, "host": socket.gethostname(), "started": started}
     with _output_to(task.log_path):
