@@ -66,7 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted: finished work is kept (rerun a study to resume it; `train --resume RUN_DIR` a run)", file=sys.stderr)
+        print(
+            "interrupted: finished work is kept (rerun a study to resume it; `train --resume RUN_DIR` a run)",
+            file=sys.stderr,
+        )
         return 130
 
 
