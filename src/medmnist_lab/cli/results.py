@@ -38,6 +38,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
+    from medmnist_lab.experiments.search import chosen_rows
     from medmnist_lab.experiments.store import ResultStore
     from medmnist_lab.experiments.tables import build_table
 
@@ -54,21 +55,6 @@ def cmd_table(args: argparse.Namespace) -> int:
     )
     print(text)
     return 0
-
-
-def chosen_rows(store: Any) -> list[Any]:
-    """Grid cells as they are; of each search, only the trial chosen on validation (its test
-    score is reported once, the other trials' never)."""
-    from medmnist_lab.experiments.tables import best_trial
-
-    groups = store.search_groups()
-    in_search = {h for members in groups.values() for h, _ in members}
-    rows = [r for r in store.rows(statuses=["done"]) if r.hash not in in_search]
-    for key in groups:
-        trials = store.rows(statuses=["done"], search=key)
-        if trials:
-            rows.append(best_trial(trials))
-    return rows
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 from tqdm.auto import tqdm
 
+from medmnist_lab.engine.runfolder import KEEP_CHOICES
 from medmnist_lab.errors import MedMNISTLabError
 from medmnist_lab.experiments.backends import BackendOptions, create_backend
 from medmnist_lab.experiments.spec import Cell, StudySpec, expand, missing_data_files
@@ -118,6 +119,8 @@ def run_study(
     study_dir = Path(study_dir).resolve()  # workers (and Ray nodes) get absolute paths
     if max_attempts <= 0:
         raise MedMNISTLabError(f"--max-attempts must be a positive integer, got {max_attempts}")
+    if keep not in KEEP_CHOICES:
+        raise MedMNISTLabError(f"invalid keep {keep!r}; choose one of: {', '.join(KEEP_CHOICES)}")
     if spec.is_search:
         from medmnist_lab.experiments.search import plan_searches
 
@@ -146,7 +149,8 @@ def run_study(
             report.given_up += s.given_up
         queue = _Queue(todo, searches)
         _run_queue(queue, store, study_dir, backend, options or BackendOptions(), keep, max_attempts, report, progress)
-        report.still_failed = [r.hash for r in store.rows(statuses=["failed"])]
+        mine = {c.hash for c in grid} | {h for s in searches for h in s.hashes()}
+        report.still_failed = [r.hash for r in store.rows(statuses=["failed"]) if r.hash in mine]
         for s in searches:
             chosen = s.chosen()
             if chosen is not None:

@@ -59,6 +59,9 @@ class Search:
     def owns(self, h: str) -> bool:
         return h in self._own
 
+    def hashes(self) -> list[str]:
+        return list(self._own)
+
     def attach(self, store: ResultStore, study: str, max_attempts: int) -> None:
         """Rebuild the Optuna study from the store: finished trials are told again, unfinished
         ones queued to run first (they count towards `trials`)."""
@@ -139,8 +142,12 @@ class Search:
         """The trial with the best validation AUC (ties: the lowest hash); never chosen on test."""
         from medmnist_lab.experiments.tables import best_trial
 
-        rows = self.store.rows(statuses=["done"], search=self.key)
+        rows = [r for r in self.store.rows(statuses=["done"], search=self.key) if _finite(r.value("val", "auc"))]
         return best_trial(rows).hash if rows else None
+
+
+def _finite(v: float | None) -> bool:
+    return v is not None and math.isfinite(v)
 
 
 def _cast(r: Any, value: float) -> float | int:
@@ -152,3 +159,18 @@ def plan_searches(spec: StudySpec, study_dir: Path) -> list[Search]:
     if not points:
         raise MedMNISTLabError(f"{spec.source}: the grid is empty (every point excluded)")
     return [Search(spec, p, study_dir) for p in points]
+
+
+def chosen_rows(store: ResultStore) -> list[Any]:
+    """The rows a table reports: grid cells as they are; of each search, only the trial chosen on
+    validation (its test score is reported once, the other trials' never)."""
+    from medmnist_lab.experiments.tables import best_trial
+
+    groups = store.search_groups()
+    in_search = {h for members in groups.values() for h, _ in members}
+    rows = [r for r in store.rows(statuses=["done"]) if r.hash not in in_search]
+    for key in groups:
+        trials = [r for r in store.rows(statuses=["done"], search=key) if _finite(r.value("val", "auc"))]
+        if trials:
+            rows.append(best_trial(trials))
+    return rows
