@@ -341,3 +341,32 @@ def test_cli_keep_choices_match_the_engine():
     from medmnist_lab.engine.runfolder import KEEP_CHOICES as ENGINE_KEEP
 
     assert KEEP_CHOICES == ENGINE_KEEP
+
+
+def test_median_curve_needs_five_finished_trials_and_takes_per_epoch_medians(synthetic_root, tmp_path):
+    pytest.importorskip("optuna")
+    from medmnist_lab.experiments.search import STARTUP_TRIALS, plan_searches
+
+    spec = parse_spec(
+        tiny_spec(synthetic_root, axes={"dataset": ["breastmnist"], "lr": {"log_uniform": [1e-4, 1e-1]}}, trials=9)
+    )
+    (search,) = plan_searches(spec, tmp_path)
+    with ResultStore(tmp_path) as store:
+        search.attach(store, "t", max_attempts=3)
+        curves = [[0.5, 0.6], [0.7, 0.9], [0.6, 0.8], [0.9, 0.7], [0.8, float("nan")], [0.1, 0.2]]
+        for i, curve in enumerate(curves):
+            cell = search.ask()
+            run_dir = tmp_path / f"run{i}"
+            run_dir.mkdir()
+            (run_dir / "history.jsonl").write_text("".join(json.dumps({"val_auc": v}) + "\n" for v in curve))
+            summary = {"metrics": {"val": {"auc": max(curve[0], 0)}, "test": {"auc": 0.5}}}
+            outcome = {"status": "done", "summary": summary, "run_dir": str(run_dir)}
+            store.record(cell.hash, outcome)
+            search.tell(cell.hash, outcome)
+            if i + 1 < STARTUP_TRIALS:
+                assert search.median_curve() == []  # too few finished trials to prune on
+        # epoch 0: median of 0.5, 0.7, 0.6, 0.9, 0.8, 0.1; epoch 1: NaN left out
+        assert search.median_curve() == [pytest.approx(0.65), pytest.approx(0.7)]
+        # the chosen trial is the best on validation (0.9), never on test
+        chosen = search.chosen()
+        assert store.rows(search=search.key)[3].hash == chosen
