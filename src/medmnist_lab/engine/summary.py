@@ -8,21 +8,18 @@ without the training stack.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from medmnist_lab.errors import MedMNISTLabError
+from medmnist_lab.records import SummaryError, check_header, read_record, write_json
+
+__all__ = ["FORMAT", "VERSION", "RunSummary", "SplitMetrics", "SummaryError"]
 
 FORMAT = "medmnist-lab/run-summary"
 VERSION = 1
 REQUIRED = ("run", "dataset", "size", "model", "metrics", "best_epoch", "epochs")
-
-
-class SummaryError(MedMNISTLabError):
-    """A summary.json that is missing, truncated or not one of ours."""
 
 
 @dataclass(frozen=True)
@@ -79,12 +76,7 @@ class RunSummary:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSummary:
-        fmt = data.get("format")
-        if fmt is not None and fmt != FORMAT:
-            raise SummaryError(f"not a run summary (format {fmt!r}; expected {FORMAT!r})")
-        version = int(data.get("version", 0))
-        if version > VERSION:
-            raise SummaryError(f"run summary version {version} is newer than this code reads (<= {VERSION})")
+        check_header(data, FORMAT, VERSION, "run summary")
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         missing = [k for k in REQUIRED if k not in values]
@@ -97,35 +89,13 @@ class RunSummary:
         return cls(**values)
 
     def write(self, path: str | os.PathLike[str]) -> Path:
-        """Atomically: a reader never sees half a file."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(json.dumps(self.to_dict(), indent=2))
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        return write_json(self.to_dict(), path)
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> RunSummary:
-        path = Path(path)
-        if path.is_dir():
-            path = path / "summary.json"
-        if not path.is_file():
-            raise SummaryError(f"{path} does not exist: the run has not finished (or this is not a run folder)")
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise SummaryError(f"{path} is damaged or truncated ({exc})") from None
-        if not isinstance(data, dict):
-            raise SummaryError(f"{path} is not a run summary (a JSON object expected)")
-        try:
-            return cls.from_dict(data)
-        except SummaryError as exc:
-            raise SummaryError(f"{path}: {exc}") from None
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise SummaryError(f"{path} is not a valid run summary ({type(exc).__name__}: {exc})") from None
+        """A summary.json, or a run folder holding one."""
+        hint = "the run has not finished (or this is not a run folder)"
+        return read_record(cls, path, "summary.json", "run summary", hint)
 
     def split(self, name: str) -> SplitMetrics:
         if name not in self.metrics:

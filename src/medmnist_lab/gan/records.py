@@ -13,14 +13,14 @@ training stack.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from medmnist_lab.engine.summary import SplitMetrics, SummaryError
+from medmnist_lab.engine.summary import SplitMetrics
+from medmnist_lab.records import SummaryError, check_header, read_record, write_json
 
 __all__ = [
     "CASResult",
@@ -37,54 +37,6 @@ __all__ = [
 
 
 # --- reading and writing ---------------------------------------------------------------------
-
-
-def _check_header(data: dict[str, Any], fmt: str, version: int, what: str) -> int:
-    """The file's version; refuses another format or a newer version. No format key: version 0."""
-    found = data.get("format")
-    if found is not None and found != fmt:
-        raise SummaryError(f"not a {what} (format {found!r}; expected {fmt!r})")
-    v = int(data.get("version", 0))
-    if v > version:
-        raise SummaryError(f"{what} version {v} is newer than this code reads (<= {version})")
-    return v
-
-
-def _write_json(data: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Atomically: a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def _read_json(path: str | os.PathLike[str], default_name: str, what: str, missing_hint: str) -> tuple[Path, dict]:
-    path = Path(path)
-    if path.is_dir():
-        path = path / default_name
-    if not path.is_file():
-        raise SummaryError(f"{path} does not exist: {missing_hint}")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SummaryError(f"{path} is damaged or truncated ({exc})") from None
-    if not isinstance(data, dict):
-        raise SummaryError(f"{path} is not a {what} (a JSON object expected)")
-    return path, data
-
-
-def _parse(cls: Any, path: Path, data: dict[str, Any], what: str) -> Any:
-    try:
-        return cls.from_dict(data)
-    except SummaryError as exc:
-        raise SummaryError(f"{path}: {exc}") from None
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise SummaryError(f"{path} is not a valid {what} ({type(exc).__name__}: {exc})") from None
 
 
 def _opt_float(v: Any) -> float | None:
@@ -155,21 +107,20 @@ class GANRunSummary:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GANRunSummary:
-        _check_header(data, RUN_FORMAT, RUN_VERSION, "GAN run summary")
+        check_header(data, RUN_FORMAT, RUN_VERSION, "GAN run summary")
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["final"] = GANEpochStats.from_dict(values["final"])
         return cls(**values)
 
     def write(self, path: str | os.PathLike[str]) -> Path:
-        return _write_json(self.to_dict(), path)
+        return write_json(self.to_dict(), path)
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> GANRunSummary:
         """A summary.json, or a GAN run folder holding one."""
         what = "GAN run summary"
-        path, data = _read_json(path, "summary.json", what, "the GAN run has not finished (or this is no run folder)")
-        return _parse(cls, path, data, what)
+        return read_record(cls, path, "summary.json", what, "the GAN run has not finished (or this is no run folder)")
 
 
 # --- GAN quality -----------------------------------------------------------------------------
@@ -371,7 +322,7 @@ class GANQuality:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GANQuality:
-        version = _check_header(data, QUALITY_FORMAT, QUALITY_VERSION, "GAN quality record")
+        version = check_header(data, QUALITY_FORMAT, QUALITY_VERSION, "GAN quality record")
         fid, div = data["fid"], data["diversity"]
         # Version 0 came from version-1 GAN checkpoints, which counted epochs from 1.
         epoch = int(data["epoch"]) - (1 if version == 0 else 0)
@@ -396,12 +347,11 @@ class GANQuality:
         )
 
     def write(self, path: str | os.PathLike[str]) -> Path:
-        return _write_json(self.to_dict(), path)
+        return write_json(self.to_dict(), path)
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> GANQuality:
         """A quality.json, or the GAN run folder holding one."""
         what = "GAN quality record"
         hint = "the GAN has not been evaluated (`medmnist-lab gan evaluate`)"
-        path, data = _read_json(path, "quality.json", what, hint)
-        return _parse(cls, path, data, what)
+        return read_record(cls, path, "quality.json", what, hint)
