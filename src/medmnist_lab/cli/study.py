@@ -21,7 +21,7 @@ def _spec_from_args(args: argparse.Namespace):
     from medmnist_lab.experiments.spec import apply_overrides, load_spec, parse_set
 
     spec = load_spec(args.spec)
-    return apply_overrides(spec, parse_set(args.set), args.datasets, args.seeds, args.trials)
+    return apply_overrides(spec, parse_set(args.set or []), args.datasets, args.seeds, args.trials)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -152,7 +152,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--set",
         action="append",
-        default=[],
+        default=None,
         metavar="FIELD=VALUE",
         help="fix a config field for every cell, repeatable (e.g. --set epochs=1 --set width=4)",
     )
