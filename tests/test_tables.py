@@ -450,3 +450,35 @@ def test_nan_metric_is_not_a_value() -> None:
     rows = [*two_models(), make_row("resnet18", 5, auc=math.nan)]
     data = compute_table(rows, ["model"])
     assert data.groups[0].summaries["auc"].n == 3 and len(data.groups[0].rows) == 4
+
+
+def test_delong_across_sizes_of_one_dataset_checks_the_labels_match(tmp_path: Path) -> None:
+    """28 vs 64 px files hold the same samples: DeLong applies, after checking their labels agree."""
+    from synthetic import write_npz
+
+    root = tmp_path / "root"
+    write_npz(root / "breastmnist.npz", "breastmnist", 28)
+    write_npz(root / "breastmnist_64.npz", "breastmnist", 64)  # same seed and counts: same labels
+    labels = np.load(root / "breastmnist.npz")["test_labels"][:, 0].astype(np.int64)
+
+    def run(size: int, seed: int, skill: float) -> ResultRow:
+        rng = np.random.default_rng(10 * seed + size)
+        p1 = 1 / (1 + np.exp(-(skill * (2 * labels - 1) + rng.normal(size=labels.size))))
+        auc, acc = float(roc_auc_score(labels, p1)), float(np.mean((p1 > 0.5) == labels))
+        run_dir = tmp_path / f"breastmnist_{size}" / f"s{seed}"
+        write_submission(
+            run_dir, "breastmnist", size, "test", np.stack([1 - p1, p1], 1), Metrics(auc, acc), run_dir.name
+        )
+        return make_row(
+            "resnet18", seed, auc, acc, dataset="breastmnist", size=size, run_dir=str(run_dir), root=str(root)
+        )
+
+    rows = [run(size, s, k) for size, k in ((28, 0.5), (64, 2.0)) for s in range(3)]
+    doc = json.loads(build_table(rows, ["size"], baseline=("size", 28), fmt="json"))
+    cells = doc["records"][1]["comparison"]["delong"]
+    assert len(cells) == 3 and all("p" in c and c["auc_a"] > c["auc_b"] for c in cells)
+    # a 64 px file whose test labels differ: reported in the cell, not compared
+    write_npz(root / "breastmnist_64.npz", "breastmnist", 64, seed=5)
+    doc = json.loads(build_table(rows, ["size"], baseline=("size", 28), fmt="json"))
+    notes = [c.get("note", "") for c in doc["records"][1]["comparison"]["delong"]]
+    assert all("label their test samples differently" in n for n in notes), notes

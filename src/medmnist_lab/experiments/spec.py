@@ -302,7 +302,7 @@ def apply_overrides(
         axes["seed"] = list(seeds)
         base.pop("seed", None)
     return dataclasses.replace(
-        spec, base=base, axes=axes, ranges=ranges, trials=trials or spec.trials if ranges else None
+        spec, base=base, axes=axes, ranges=ranges, trials=(trials or spec.trials) if ranges else None
     )
 
 

@@ -396,8 +396,10 @@ def _delong_cells(
 ) -> tuple[list[DeLongCell] | None, str | None]:
     from medmnist_lab.data.registry import get_dataset
 
-    if any(_canon(a.config.get(f)) != _canon(b.config.get(f)) for a, b in pairs for f in ("dataset", "size")):
+    if any(_canon(a.config.get("dataset")) != _canon(b.config.get("dataset")) for a, b in pairs):
         return None, None  # different test sets: DeLong compares classifiers on the same samples
+    # Sizes may differ: a dataset's 28/64/128/224 px files hold the same samples in the same order
+    # (checked below: the two files' labels must be identical).
     try:
         info = get_dataset(str(pairs[0][0].config.get("dataset")), warn_alias=False)
     except MedMNISTLabError as exc:
@@ -409,10 +411,13 @@ def _delong_cells(
     for a, b in pairs:
         seed = a.config.get(PAIR_FIELD)
         try:
-            size = int(a.config.get("size", 28))
+            size_a, size_b = (int(r.config.get("size", 28)) for r in (a, b))
             root = data_root if data_root is not None else a.config.get("root")
-            y = _labels(flag, size, split, root, labels)
-            sa, sb = (_positive_scores(r, flag, size, split, len(y)) for r in (a, b))
+            y = _labels(flag, size_a, split, root, labels)
+            if size_b != size_a and not np.array_equal(y, _labels(flag, size_b, split, root, labels)):
+                raise _Missing(f"the {size_a} and {size_b} px files label their {split} samples differently")
+            sa = _positive_scores(a, flag, size_a, split, len(y))
+            sb = _positive_scores(b, flag, size_b, split, len(y))
             cells.append(DeLongCell(seed, delong_test(y, sa, sb, confidence)))
         except (_Missing, MedMNISTLabError) as exc:  # one unusable pair must not sink the whole table
             cells.append(DeLongCell(seed, note=str(exc)))
