@@ -2,15 +2,22 @@
 
 Each command group lives in its own module with a `register(subparsers)` function that adds its
 parser and sets `func` (called with the parsed namespace, returns an exit code). User errors
-(`MedMNISTLabError`) are printed as one line without a traceback and exit non-zero.
+(`MedMNISTLabError`) are printed as one line without a traceback and exit non-zero; anything
+else is a bug: one line naming it and a log file with its traceback, exit code 1 (`--debug`
+shows the traceback instead).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import tempfile
+import traceback
 from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
 
 from medmnist_lab import __version__
 from medmnist_lab.errors import MedMNISTLabError
@@ -41,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"medmnist-lab {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an unexpected error instead of a one-line summary"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for group in GROUPS:
         try:
@@ -71,6 +81,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+    except Exception as exc:  # a bug, not a user error: one line for the user, the traceback in a file
+        if args.debug:
+            raise
+        log = crash_log(exc)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(
+            f"error: unexpected {type(exc).__name__}: {first} (a bug: the traceback is in {log}; "
+            "rerun with --debug to see it)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def crash_log(exc: BaseException) -> Path:
+    """Write the traceback (and the command line) to a new file in the temp folder; its path."""
+    folder = Path(tempfile.gettempdir()) / "medmnist-lab"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"crash-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.log"
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    path.write_text(f"medmnist-lab {__version__}\ncommand: {' '.join(sys.argv)}\n\n{text}")
+    return path
 
 
 if __name__ == "__main__":
