@@ -144,3 +144,11 @@ def test_resume_cuts_history_lines_past_the_checkpoint(synthetic_root, tmp_path,
     assert strip == ref and [r["epoch"] for r in strip] == [0, 1, 2]
     assert not list(run.glob(".*.tmp"))
     assert resumed.summary.metrics["test"] == full.summary.metrics["test"]
+
+
+def test_config_values_get_their_field_type_at_construction():
+    c = RunConfig("breastmnist", lr="1e-3", epochs=10.0)  # YAML 1.1 reads 1e-3 as text
+    assert (c.lr, c.epochs) == (0.001, 10) and isinstance(c.epochs, int)
+    for bad, match in (({"epochs": "ten"}, "epochs='ten' is not an integer"), ({"amp": "yes"}, "true/false")):
+        with pytest.raises(MedMNISTLabError, match=match):
+            RunConfig("breastmnist", **bad)

@@ -65,6 +65,8 @@ class RunConfig:
     out_dir: str = "runs"
 
     def __post_init__(self) -> None:
+        for name, value in coerce_fields({f.name: getattr(self, f.name) for f in fields(self)}).items():
+            object.__setattr__(self, name, value)
         for name, value in self._validated().items():
             object.__setattr__(self, name, value)  # canonical names; frozen afterwards
 
@@ -130,6 +132,45 @@ class RunConfig:
             "schedule": SCHEDULES.canonical(self.schedule),
             "milestones": [float(m) for m in self.milestones],
         }
+
+
+def as_number(value: Any) -> Any:
+    """YAML 1.1 reads `1e-3` (no dot) as a string: take it as the number it is meant to be."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def coerce_fields(values: dict[str, Any], where: str = "config") -> dict[str, Any]:
+    """Values of the right type for each RunConfig field (`1e-3` from YAML or a command line
+    becomes a float, `10.0` epochs an int), or one clear error naming the field."""
+    types = {f.name: str(f.type) for f in dataclasses.fields(RunConfig)}
+    out = {}
+    for key, value in values.items():
+        kind = types.get(key, "")
+        if value is None:
+            if "None" not in kind:
+                raise MedMNISTLabError(f"{where}: {key} cannot be null; expected {kind}")
+        elif kind.startswith("float"):
+            value = as_number(value)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise MedMNISTLabError(f"{where}: {key}={value!r} is not a number")
+            value = float(value)
+        elif kind.startswith("int"):
+            value = as_number(value)
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise MedMNISTLabError(f"{where}: {key}={value!r} is not an integer")
+        elif kind.startswith("bool") and not isinstance(value, bool):
+            raise MedMNISTLabError(f"{where}: {key}={value!r} is not true/false")
+        elif kind.startswith("str") and not isinstance(value, str):
+            value = str(value)
+        out[key] = value
+    return out
 
 
 @dataclass(frozen=True)

@@ -45,46 +45,6 @@ def config_fields() -> list[str]:
     return [f.name for f in dataclasses.fields(RunConfig)]
 
 
-def _number(value: Any) -> Any:
-    """YAML 1.1 reads `1e-3` (no dot) as a string: take it as the number it is meant to be."""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-def coerce(values: dict[str, Any], where: str) -> dict[str, Any]:
-    """Values of the right type for each RunConfig field, or one clear error naming the field."""
-    from medmnist_lab.engine.config import RunConfig
-
-    types = {f.name: str(f.type) for f in dataclasses.fields(RunConfig)}
-    out = {}
-    for key, value in values.items():
-        kind = types.get(key, "")
-        if value is None:
-            if "None" not in kind:
-                raise MedMNISTLabError(f"{where}: {key} cannot be null; expected {kind}")
-        elif kind.startswith("float"):
-            value = _number(value)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise MedMNISTLabError(f"{where}: {key}={value!r} is not a number")
-            value = float(value)
-        elif kind.startswith("int"):
-            value = _number(value)
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise MedMNISTLabError(f"{where}: {key}={value!r} is not an integer")
-        elif kind.startswith("bool") and not isinstance(value, bool):
-            raise MedMNISTLabError(f"{where}: {key}={value!r} is not true/false")
-        elif kind.startswith("str") and not isinstance(value, str):
-            value = str(value)
-        out[key] = value
-    return out
-
-
 def cell_hash(config: dict[str, Any]) -> str:
     ident = {k: v for k, v in config.items() if k not in LOCATION_FIELDS}
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -206,8 +166,10 @@ def _parse_range(key: str, value: dict[str, Any], source: str) -> Range:
             f"{source}: axis '{key}': a range is one of {', '.join(f'{{{k}: [LOW, HIGH]}}' for k in RANGE_KINDS)}; "
             f"got {value!r}"
         )
+    from medmnist_lab.engine.config import as_number
+
     kind, bounds = next(iter(value.items()))
-    bounds = [_number(b) for b in bounds] if isinstance(bounds, list) else bounds
+    bounds = [as_number(b) for b in bounds] if isinstance(bounds, list) else bounds
     ok = isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(b, int | float) for b in bounds)
     if not ok or not all(math.isfinite(b) for b in bounds) or not bounds[0] < bounds[1]:
         raise MedMNISTLabError(
@@ -277,7 +239,9 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
         except yaml.YAMLError:
             raise MedMNISTLabError(f"--set {item!r}: {text!r} is not a valid value") from None
     _check_fields(out, "--set")
-    return coerce(out, "--set")
+    from medmnist_lab.engine.config import coerce_fields
+
+    return coerce_fields(out, "--set")
 
 
 def apply_overrides(
@@ -329,12 +293,9 @@ def build_config(spec: StudySpec, point: dict[str, Any], out_dir: Path) -> Any:
     if "dataset" not in values:
         raise MedMNISTLabError(f"{spec.source}: no dataset: give it in base, as an axis, or with --datasets")
     values = {k: v for k, v in values.items() if k not in LOCATION_FIELDS or k == "root"}
-    values = coerce(values, f"{spec.source}: cell {point}")
     dataset, recipe = values.pop("dataset"), values.pop("recipe", "medmnist-v2")
     try:
         config = resolve_config(str(dataset), str(recipe), **values)
-    except TypeError as exc:  # a value of the wrong type, e.g. epochs: "ten"
-        raise MedMNISTLabError(f"{spec.source}: cell {point}: {exc}") from None
     except MedMNISTLabError as exc:
         raise MedMNISTLabError(f"{spec.source}: cell {point}: {exc}") from None
     h = cell_hash(config.to_dict())
