@@ -9,8 +9,6 @@ from typing import Any
 
 from medmnist_lab.cli.common import add_command, add_group
 
-FORMATS = ("md", "csv", "latex", "json")
-
 
 def _csv_list(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
@@ -59,6 +57,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from medmnist_lab.experiments.references import REFERENCES
+    from medmnist_lab.experiments.tables import FORMATS
 
     _, cmds = add_group(sub, "results", "results stores: import run folders, print tables with CIs and tests")
     p = add_command(

@@ -26,7 +26,7 @@ def _spec_from_args(args: argparse.Namespace):
 
 def cmd_run(args: argparse.Namespace) -> int:
     from medmnist_lab.experiments.backends import BackendOptions
-    from medmnist_lab.experiments.runner import plan, run_study
+    from medmnist_lab.experiments.runner import run_study
 
     spec = _spec_from_args(args)
     study_dir = args.output or Path("studies") / spec.name
@@ -35,7 +35,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         raise MedMNISTLabError("--address joins a Ray cluster: it needs --backend ray")
     if args.dry_run:
-        return _dry_run(spec, study_dir, plan)
+        return _dry_run(spec, study_dir)
     options = BackendOptions(workers=args.workers, address=args.address, threads=args.threads)
     report = run_study(
         spec,
@@ -65,23 +65,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if report.still_failed else 0
 
 
-def _dry_run(spec, study_dir: Path, plan) -> int:
+def _dry_run(spec, study_dir: Path) -> int:
     from medmnist_lab.experiments.estimate import estimate
+    from medmnist_lab.experiments.runner import plan
     from medmnist_lab.experiments.store import ResultStore, db_path
 
-    if spec.is_search:
-        from medmnist_lab.experiments.search import plan_searches
-
-        searches = plan_searches(spec, study_dir)
-        cells = [s.template for s in searches]
-        print(
-            f"search {spec.name}: {len(searches)} group(s) x {spec.trials} trials over {[r.field for r in spec.ranges]}"
-        )
+    grid, searches = plan(spec, study_dir)
+    cells = grid or [s.template for s in searches]  # a search: one line per group, x trials
+    if searches:
+        fields = [r.field for r in spec.ranges]
+        print(f"search {spec.name}: {len(searches)} group(s) x {spec.trials} trials over {fields}")
+    status: dict[str, str] = {}
+    if db_path(study_dir).is_file():
+        with ResultStore(study_dir, create=False) as store:
+            times = estimate(cells, store)
+            status = {h: (store.status(h) or ("new", 0))[0] for h in times}
     else:
-        cells = plan(spec, study_dir)
-    store = ResultStore(study_dir, create=False) if db_path(study_dir).is_file() else None
-    times = estimate(cells, store)
-    status = {h: (store.status(h) or ("new", 0))[0] for h in times} if store else {}
+        times = estimate(cells)
     print(f"{'hash':<16}  {'status':<8}  {'estimate':>8}  cell")
     total = 0.0
     for cell in cells:

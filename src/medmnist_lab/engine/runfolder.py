@@ -40,8 +40,14 @@ class RunFolder:
     def create(self, config: dict[str, Any]) -> None:
         """A new folder with its config.yaml and an empty history; refuses an existing folder."""
         self.path.mkdir(parents=True, exist_ok=False)
-        (self.path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        self.write_config(config)
         self.history_path.write_text("")
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        """config.yaml, atomically (a resumed run may rewrite it, e.g. with more epochs)."""
+        tmp = self.path / f".config.yaml.{os.getpid()}.tmp"
+        tmp.write_text(yaml.safe_dump(config, sort_keys=False))
+        os.replace(tmp, self.path / "config.yaml")
 
     def remove_temp_files(self) -> None:
         """Temporary files of writes killed midway (`.NAME.PID.tmp`)."""

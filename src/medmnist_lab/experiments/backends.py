@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import dataclasses
 import multiprocessing
 import os
 import select
@@ -81,7 +82,7 @@ class LocalBackend:
         self._futures: dict[cf.Future, str] = {}
 
     def submit(self, task: CellTask) -> None:
-        task = task if task.threads else CellTask(**{**task.__dict__, "threads": self.threads})
+        task = task if task.threads else dataclasses.replace(task, threads=self.threads)
         try:
             fut = self._pool.submit(run_cell, task)
         except cf.BrokenExecutor:  # BrokenProcessPool
@@ -199,7 +200,7 @@ class RayBackend:
         self._refs: dict[Any, str] = {}
 
     def submit(self, task: CellTask) -> None:
-        task = task if task.threads else CellTask(**{**task.__dict__, "threads": self.threads})
+        task = task if task.threads else dataclasses.replace(task, threads=self.threads)
         self._refs[self._remote.remote(task)] = task.hash
 
     def wait(self, timeout: float) -> list[tuple[str, dict[str, Any]]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,7 +54,7 @@ def import_runs(paths: list[Path], store: ResultStore, study: str = "imported") 
                 "status": "done",
                 "summary": summary.to_dict(),
                 "run_dir": str(run_dir.resolve()),
-                "finished": (run_dir / "summary.json").stat().st_mtime or time.time(),
+                "finished": (run_dir / "summary.json").stat().st_mtime,
                 "host": None,
             },
         )

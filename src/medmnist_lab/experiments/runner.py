@@ -64,16 +64,27 @@ def study_lock(study_dir: Path) -> Iterator[None]:
         yield
 
 
-def plan(spec: StudySpec, study_dir: Path) -> list[Cell]:
-    """Every grid cell, checked (fields, values, data files) before any work starts."""
-    cells = expand(spec, study_dir)
+def check_data(cells: list[Cell]) -> None:
     missing = missing_data_files(cells)
     if missing:
         raise MedMNISTLabError(
             f"data files missing for this study: {', '.join(missing)}; download them "
             "(`medmnist-lab datasets download NAME --size N`) or restrict the study (--datasets ...)"
         )
-    return cells
+
+
+def plan(spec: StudySpec, study_dir: Path) -> tuple[list[Cell], list[Any]]:
+    """(grid cells, searches), every cell checked (fields, values, data files) before any work
+    starts; a search is checked through its template cell (the ranges' lower ends)."""
+    if spec.is_search:
+        from medmnist_lab.experiments.search import plan_searches
+
+        searches = plan_searches(spec, study_dir)
+        check_data([s.template for s in searches])
+        return [], searches
+    cells = expand(spec, study_dir)
+    check_data(cells)
+    return cells, []
 
 
 def save_spec(spec: StudySpec, study_dir: Path) -> Path:
@@ -121,15 +132,7 @@ def run_study(
         raise MedMNISTLabError(f"--max-attempts must be a positive integer, got {max_attempts}")
     if keep not in KEEP_CHOICES:
         raise MedMNISTLabError(f"invalid keep {keep!r}; choose one of: {', '.join(KEEP_CHOICES)}")
-    if spec.is_search:
-        from medmnist_lab.experiments.search import plan_searches
-
-        grid, searches = [], plan_searches(spec, study_dir)
-        missing = missing_data_files([s.template for s in searches])
-        if missing:
-            raise MedMNISTLabError(f"data files missing for this study: {', '.join(missing)}")
-    else:
-        grid, searches = plan(spec, study_dir), []
+    grid, searches = plan(spec, study_dir)
     with study_lock(study_dir), ResultStore(study_dir) as store:
         save_spec(spec, study_dir)
         report = StudyReport(study_dir, len(grid) + sum(s.trials for s in searches))

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -225,15 +224,6 @@ def save_grid(g: nn.Module, spec: GANSpec, noise: torch.Tensor, labels: torch.Te
     return save_image(grid_image(rows, names, cell=max(2 * spec.size, 56)), path)
 
 
-def _rewrite_config(folder: RunFolder, cfg: GANConfig) -> None:
-    """config.yaml of a resumed run, which may train more epochs than it was created with.
-    (RunFolder.create writes it once, for a new folder; the same YAML, atomically.)"""
-    path = folder.path / "config.yaml"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    os.replace(tmp, path)
-
-
 def open_gan_run(
     cfg: GANConfig, resume: bool | str | os.PathLike[str] | None, device: torch.device
 ) -> tuple[RunFolder, dict[str, Any] | None]:
@@ -323,7 +313,7 @@ def train_gan(
         # several lines follow one checkpoint, and a kill while appending them would leave a gap
         # that truncation cannot fill.
         folder.write_history(h.to_dict() for h in history)
-        _rewrite_config(folder, cfg)  # more epochs, another device: config.yaml stays the run's config
+        folder.write_config(cfg.to_dict())  # more epochs, another device: config.yaml stays the run's config
         (folder.path / "summary.json").unlink(missing_ok=True)  # unfinished again until the end
     else:
         if folder.path.is_dir():
