@@ -19,6 +19,17 @@ class SummaryError(MedMNISTLabError):
     """A record file that is missing, truncated, foreign or newer than this code."""
 
 
+def check_fields(cls: Any, data: dict[str, Any], what: str) -> dict[str, Any]:
+    """`data` if every key is a field of dataclass `cls`; else one error listing the valid fields."""
+    from dataclasses import fields
+
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise MedMNISTLabError(f"unknown {what} fields {unknown}; valid fields: {', '.join(sorted(known))}")
+    return data
+
+
 def check_header(data: dict[str, Any], fmt: str, version: int, what: str) -> int:
     """The file's version; refuses another format or a newer version. No format key: version 0."""
     found = data.get("format")

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from medmnist_lab.errors import MedMNISTLabError
+from medmnist_lab.records import check_fields
 from medmnist_lab.registry import Registry
 
 
@@ -78,11 +79,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise MedMNISTLabError(f"unknown config fields {unknown}; valid fields: {', '.join(sorted(known))}")
-        return cls(**data)
+        return cls(**check_fields(cls, data, "config"))
 
     @classmethod
     def from_yaml(cls, path: Path) -> RunConfig:
@@ -216,9 +213,6 @@ def resolve_config(dataset: str, recipe: str = "medmnist-v2", **overrides: Any) 
 
     preset = RECIPES.get(recipe)
     values = {**preset.overrides, **{k: v for k, v in overrides.items() if v is not None}}
-    known = {f.name for f in dataclasses.fields(RunConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise MedMNISTLabError(f"unknown config fields {unknown}; valid fields: {', '.join(sorted(known))}")
+    check_fields(RunConfig, values, "config")
     get_dataset(dataset)  # the one place a v1 alias is announced
     return RunConfig(dataset=dataset, recipe=RECIPES.canonical(recipe), **values)

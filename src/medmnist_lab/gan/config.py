@@ -15,6 +15,7 @@ from typing import Any
 from medmnist_lab.data.registry import get_dataset
 from medmnist_lab.errors import MedMNISTLabError
 from medmnist_lab.gan.modes import LOSSES, GANSpec, make_spec
+from medmnist_lab.records import check_fields
 
 
 @dataclass(frozen=True)
@@ -70,11 +71,7 @@ class GANConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GANConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise MedMNISTLabError(f"unknown GAN config fields {unknown}; valid fields: {', '.join(sorted(known))}")
-        return cls(**data)
+        return cls(**check_fields(cls, data, "GAN config"))
 
 
 # Fields that may change when a run is resumed (more epochs, another folder, another device);
