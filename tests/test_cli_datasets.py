@@ -92,7 +92,7 @@ def test_info_multilabel(capsys: pytest.CaptureFixture[str], synthetic_root: Pat
 def test_montage_writes_a_png(
     flag: str, capsys: pytest.CaptureFixture[str], synthetic_root: Path, tmp_path: Path
 ) -> None:
-    out = tmp_path / "grid" / f"{flag}.png"
+    out = tmp_path / f"{flag}.png"
     rc, text, _ = _run(
         capsys,
         "datasets",

@@ -111,7 +111,7 @@ def test_resume_via_cli_and_config_mismatch(synthetic_root, tmp_path):
         fit(tiny_config("breastmnist", synthetic_root, tmp_path, name="r"), progress=False, on_epoch_end=stop)
     run = tmp_path / "breastmnist_28" / "resnet18" / "r"
     assert main(["train", "retinamnist", "--resume", str(run), "--no-progress"]) == 2
-    with pytest.raises(MedMNISTLabError, match="config differs"):
+    with pytest.raises(MedMNISTLabError, match="settings differ"):
         fit(tiny_config("breastmnist", synthetic_root, tmp_path, name="r", lr=0.5), resume=run, progress=False)
     assert main(["train", "--resume", str(run), "--no-progress"]) == 0
     assert (run / "summary.json").is_file()

@@ -137,7 +137,7 @@ def test_run_folder_is_the_engines_layout(breast_run) -> None:
     """config.yaml, history.jsonl, last.pt, samples/ and, at the end, a typed summary.json."""
     run_dir = breast_run.run_dir
     names = {p.name for p in run_dir.iterdir()}
-    assert names == {"config.yaml", "history.jsonl", "last.pt", "samples", "summary.json"}
+    assert names == {".lock", "config.yaml", "history.jsonl", "last.pt", "samples", "summary.json"}
     cfg = GANConfig.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
     assert cfg.mode == "per-class" and cfg.epochs == 2 and cfg.out == str(run_dir)
     summary = GANRunSummary.read(run_dir)
@@ -212,8 +212,17 @@ def test_resume_guards(unbalanced_root: Path, tmp_path: Path) -> None:
         _train(GANConfig("breastmnist", epochs=1, **base), resume=True)
     (tmp_path / "stale").mkdir()
     (tmp_path / "stale" / "notes.txt").write_text("not a run")
-    with pytest.raises(MedMNISTLabError, match=r"holds no last\.pt"):
+    with pytest.raises(MedMNISTLabError, match=r"holds files that are not a run's \(notes\.txt\)"):
         _train(GANConfig("breastmnist", epochs=1, **{**base, "out": str(tmp_path / "stale")}))
+    # A run that died before its first checkpoint is started again in place, under its name.
+    died = tmp_path / "died"
+    (died / "samples").mkdir(parents=True)
+    (died / "samples" / "epoch_0000.png").write_bytes(b"old")
+    (died / "config.yaml").write_text("dataset: breastmnist\n")
+    (died / "history.jsonl").write_text('{"epoch": 0}\n')
+    result = _train(GANConfig("breastmnist", epochs=1, **{**base, "out": str(died)}))
+    assert [h.epoch for h in result.history] == [0] and (died / "last.pt").is_file()
+    assert (died / "samples" / "epoch_0000.png").read_bytes() != b"old"
 
 
 def test_bad_config_is_refused_when_built() -> None:

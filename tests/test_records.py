@@ -86,16 +86,23 @@ def test_summary_round_trips_and_reads_version_0(tmp_path):
 
 def test_history_truncation_and_temp_cleanup(tmp_path):
     folder = RunFolder(tmp_path / "run")
-    folder.create({"a": 1})
+    folder.claim()
+    assert folder.start_fresh({"a": 1}, "hint") is False
     for e in range(4):
         folder.append_history({"epoch": e})
-    (folder.path / ".last.pt.123.tmp").write_bytes(b"x")
+    dead_pid = 2**22 + 1  # above the default pid_max: no such process
+    (folder.path / f".last.pt.{dead_pid}.tmp").write_bytes(b"x")
     folder.truncate_history(1)
     folder.remove_temp_files()
     assert [r["epoch"] for r in folder.read_history()] == [0, 1]
     assert not list(folder.path.glob(".*.tmp"))
-    with pytest.raises(FileExistsError):
-        folder.create({"a": 1})
+    # no checkpoint yet: a run that died here is started again in place, its history emptied
+    assert folder.start_fresh({"a": 2}, "hint") is True
+    assert folder.read_history() == []
+    (folder.path / "last.pt").write_bytes(b"x")
+    with pytest.raises(MedMNISTLabError, match="already exists; hint"):
+        folder.start_fresh({"a": 1}, "hint")
+    folder.release()
 
 
 @pytest.mark.parametrize("keep", ["best", "last", "both"])

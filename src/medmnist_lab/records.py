@@ -43,14 +43,12 @@ def check_header(data: dict[str, Any], fmt: str, version: int, what: str) -> int
 
 def write_json(data: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Atomically: a reader never sees half a file."""
+    from medmnist_lab.outputs import atomic_path
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

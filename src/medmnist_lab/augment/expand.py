@@ -23,6 +23,8 @@ from medmnist_lab.data.arrays import META_KEY, load_split, open_npz
 from medmnist_lab.data.paths import data_path
 from medmnist_lab.data.registry import get_dataset
 from medmnist_lab.errors import MedMNISTLabError
+from medmnist_lab.memory import check_fits
+from medmnist_lab.outputs import atomic_path
 
 MAX_FACTOR = 64
 
@@ -58,6 +60,12 @@ def expand_dataset(
             f"'{aug.spec}' mixes images into soft labels, which an npz of integer labels cannot "
             "hold; expand with an image policy and apply mixup/cutmix online (train --augment)"
         )
+    per_image = int(train.images[0].numel())
+    check_fits(
+        3 * (factor + 1) * len(train) * per_image,  # the copies, the concatenated split, the npz buffer
+        f"expanding {info.flag} ({len(train)} train images at {size} px) by {factor} copies",
+        "lower --factor",
+    )
     source = data_path(info, size, root)
     with open_npz(source, info, size) as npz:
         # The originals and val/test come straight from the file, not through any conversion.
@@ -85,11 +93,6 @@ def expand_dataset(
     }
     arrays[META_KEY] = np.array(json.dumps(meta))
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".part")
-    try:
-        with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a name
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(out) as tmp, open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a name
+        np.savez_compressed(f, **arrays)
     return out

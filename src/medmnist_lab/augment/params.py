@@ -8,6 +8,7 @@ fails before training starts, with the valid names and ranges in the message.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +72,10 @@ class Param:
                 raise MedMNISTLabError(f"{self.name}={value!r}{where} must be an integer")
             number = int(number)
         lo, hi = self.bounds(size)
+        if not math.isfinite(number):
+            raise MedMNISTLabError(
+                f"{self.name}={value!r}{where} is not a finite number; valid: {self.describe_range(size)} at {size} px"
+            )
         if (lo is not None and number < lo) or (hi is not None and number > hi):
             raise MedMNISTLabError(
                 f"{self.name}={value!r}{where} is out of range; valid: {self.describe_range(size)} "
@@ -100,7 +105,7 @@ def _check_fill(value: Any, channels: int, name: str, where: str) -> list[float]
             f"{name}={value!r}{where} has {len(numbers)} values; the images have {channels} "
             f"channel(s): give one value, or {channels}"
         )
-    if any(not 0 <= v <= 255 for v in numbers):
+    if any(not 0 <= v <= 255 for v in numbers):  # also false for NaN
         raise MedMNISTLabError(f"{name}={value!r}{where} is out of range; valid: 0..255 per channel")
     return numbers
 

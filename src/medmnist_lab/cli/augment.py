@@ -5,8 +5,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medmnist_lab.cli.common import add_command, add_group, add_root, add_size, positive_int
-from medmnist_lab.data.registry import SPLITS, get_dataset
+from medmnist_lab.cli.common import (
+    add_command,
+    add_group,
+    add_overwrite,
+    add_root,
+    add_size,
+    cell_pixels,
+    given,
+    output_path,
+    positive_int,
+    seed_int,
+)
+from medmnist_lab.data.registry import SIZES, SPLITS, get_dataset
+from medmnist_lab.errors import MedMNISTLabError
+from medmnist_lab.outputs import IMAGE_SUFFIXES
 
 SPEC_HELP = (
     "policy spec: one image policy, optionally joined with '+' to mixup and/or cutmix "
@@ -26,6 +39,9 @@ def _table(rows: list[list[str]]) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     from medmnist_lab.augment import POLICIES
 
+    if not args.verbose and (unused := given(args, "size", "channels")):
+        raise MedMNISTLabError(f"{' and '.join(unused)} only apply with -v (they set the defaults -v shows)")
+    args.size, args.channels = args.size or 28, args.channels or 1
     rows = [["name", "kind", "what it does"]]
     rows += [[n, POLICIES.get(n).kind, POLICIES.get(n).summary] for n in POLICIES]
     print(_table(rows))
@@ -62,9 +78,12 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from medmnist_lab.data.montage import grid_image, save_image
 
     info = get_dataset(args.name)
+    output_path(args.output, args, IMAGE_SUFFIXES)
     data = load_split(info, args.split, args.size, args.root)
     aug = build_augment(args.policy, args.size, int(data.images.shape[1]), **parse_magnitudes(args.set))
-    pick = np.sort(np.random.default_rng(args.seed).choice(len(data), min(args.n, len(data)), replace=False))
+    if args.n > len(data):
+        raise MedMNISTLabError(f"--n {args.n} is more than the {len(data)} images of {info.flag} {args.split}")
+    pick = np.sort(np.random.default_rng(args.seed).choice(len(data), args.n, replace=False))
     originals = data.images[torch.from_numpy(pick)]
     batch = originals.repeat_interleave(args.copies, 0)  # each original `copies` times in a row
     generator = torch.Generator().manual_seed(args.seed)
@@ -80,7 +99,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
         out = (mixed * 255).round().clamp(0, 255).to(torch.uint8)
     rows = [[originals[i], *out[i * args.copies : (i + 1) * args.copies]] for i in range(len(pick))]
     names = [_row_label(int(i), data.labels[int(i)], info) for i in pick]
-    path = save_image(grid_image(rows, names, cell=max(args.cell, 16)), args.output)
+    path = save_image(grid_image(rows, names, cell=args.cell), args.output)
     print(
         f"wrote {path}: {len(rows)} {info.flag} {args.split} images at {args.size} px (first "
         f"column) and {args.copies} '{aug.spec}' versions of each"
@@ -92,6 +111,7 @@ def cmd_expand(args: argparse.Namespace) -> int:
     from medmnist_lab.augment import parse_magnitudes
     from medmnist_lab.augment.expand import expand_dataset
 
+    output_path(args.output, args, (".npz",))
     path = expand_dataset(
         args.name,
         args.policy,
@@ -114,8 +134,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = add_command(group, "list", "augmentation policies with one-line descriptions")
     p.add_argument("-v", "--verbose", action="store_true", help="also list each policy's magnitudes")
-    add_size(p)
-    p.add_argument("--channels", type=int, choices=(1, 3), default=1, help="channel count for the defaults shown")
+    p.add_argument("--size", type=int, choices=SIZES, default=None, help="image size of the defaults -v shows (28)")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=None, help="channels of the defaults -v shows (1)")
     p.set_defaults(func=cmd_list)
 
     p = add_command(
@@ -134,9 +154,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--copies", type=positive_int, default=7, help="augmented versions per image (columns)")
     p.add_argument("--split", choices=SPLITS, default="train", help="split to draw the images from")
     add_size(p)
-    p.add_argument("--cell", type=int, default=64, help="pixels per image in the grid")
-    p.add_argument("--seed", type=int, default=0, help="picks the images and the augmentations")
+    p.add_argument("--cell", type=cell_pixels, default=64, help="pixels per image in the grid, 16..512")
+    p.add_argument("--seed", type=seed_int, default=0, help="picks the images and the augmentations")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help=SET_HELP)
+    add_overwrite(p)
     add_root(p)
     p.set_defaults(func=cmd_preview)
 
@@ -157,7 +178,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--factor", type=positive_int, required=True, help="augmented copies per original image (K)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output .npz")
     add_size(p)
-    p.add_argument("--seed", type=int, default=0, help="seed of the augmentations")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the augmentations")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help=SET_HELP)
+    add_overwrite(p)
     add_root(p)
     p.set_defaults(func=cmd_expand)

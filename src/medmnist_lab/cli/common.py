@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
+from pathlib import Path
 
 from medmnist_lab.cli.main import HelpFormatter
 from medmnist_lab.data.registry import SIZES
@@ -31,11 +34,74 @@ def add_size(parser: argparse.ArgumentParser, default: int = 28) -> None:
     parser.add_argument("--size", type=int, choices=SIZES, default=default, help="image size in pixels")
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+def add_overwrite(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing output file (dataset files of the data root are never replaced)",
+    )
+
+
+def _bound(v: float | None) -> str:
+    return "inf" if v is None else f"{v:g}"
+
+
+def number(
+    lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False
+) -> Callable[[str], float]:
+    """An argparse type: a finite float in a range; NaN, infinity and out-of-range values are errors
+    that state the valid range (never clamped)."""
+    valid = f"{'(' if lo_open or lo is None else '['}{'-inf' if lo is None else f'{lo:g}'}, {_bound(hi)}" + (
+        ")" if hi_open or hi is None else "]"
+    )
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number; valid: {valid}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"'{text}' is not a finite number; valid: {valid}")
+        below = lo is not None and (value <= lo if lo_open else value < lo)
+        above = hi is not None and (value >= hi if hi_open else value > hi)
+        if below or above:
+            raise argparse.ArgumentTypeError(f"{text} is out of range; valid: {valid}")
+        return value
+
+    return parse
+
+
+def integer(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in [lo, hi]; out-of-range values are errors stating the range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            if lo == 1 and hi is None:
+                raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+            raise argparse.ArgumentTypeError(f"{value} is out of range; valid: {_bound(lo)}..{_bound(hi)}")
+        return value
+
+    return parse
+
+
+positive_int = integer(1)
+nonnegative_int = integer(0)
+seed_int = integer(0, 2**32 - 1)  # numpy's and torch's seeds
+cell_pixels = integer(16, 512)  # pixels per image in a grid: smaller is unreadable, larger is huge
+
+
+def given(args: argparse.Namespace, *names: str) -> list[str]:
+    """The options among `names` (dest names) that were given (not None/False/empty)."""
+    return ["--" + n.replace("_", "-") for n in names if getattr(args, n, None) not in (None, False, [], ())]
+
+
+def output_path(path: Path, args: argparse.Namespace, suffixes: tuple[str, ...], what: str = "output") -> Path:
+    """Check an output file named on the command line before any work (see outputs.check_output_file)."""
+    from medmnist_lab.outputs import check_output_file
+
+    overwrite, root = getattr(args, "overwrite", False), getattr(args, "root", None)
+    return check_output_file(path, overwrite=overwrite, suffixes=suffixes, root=root, what=what)

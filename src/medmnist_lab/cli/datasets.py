@@ -5,9 +5,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medmnist_lab.cli.common import add_command, add_group, add_root, add_size, positive_int
+from medmnist_lab.cli.common import (
+    add_command,
+    add_group,
+    add_overwrite,
+    add_root,
+    add_size,
+    cell_pixels,
+    output_path,
+    positive_int,
+    seed_int,
+)
 from medmnist_lab.data.paths import resolve_root
 from medmnist_lab.data.registry import CITATION, SIZES, SPLITS, get_dataset, list_datasets
+from medmnist_lab.outputs import IMAGE_SUFFIXES
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -115,9 +126,10 @@ def cmd_montage(args: argparse.Namespace) -> int:
     from medmnist_lab.data.montage import class_rows, grid_image, save_image
 
     info = get_dataset(args.name)
+    output_path(args.output, args, IMAGE_SUFFIXES)
     data = load_split(info, args.split, args.size, args.root)
     rows, names = class_rows(data.images, data.labels, info.label_names, info.is_multilabel, args.per_class, args.seed)
-    out = save_image(grid_image(rows, names, cell=max(args.cell, 16)), args.output)
+    out = save_image(grid_image(rows, names, cell=args.cell), args.output)
     print(f"wrote {out} ({len(rows)} rows x up to {args.per_class} images, {info.flag} {args.split} {args.size}px)")
     return 0
 
@@ -163,8 +175,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=SPLITS, default="train")
     add_size(p)
     p.add_argument("--per-class", type=positive_int, default=8, help="images per row")
-    p.add_argument("--cell", type=int, default=64, help="pixels per image in the grid")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--output", type=Path, required=True, help="output .png")
+    p.add_argument("--cell", type=cell_pixels, default=64, help="pixels per image in the grid, 16..512")
+    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("-o", "--output", type=Path, required=True, help="output .png or .jpg")
+    add_overwrite(p)
     add_root(p)
     p.set_defaults(func=cmd_montage)

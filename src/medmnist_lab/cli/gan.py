@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
-from medmnist_lab.cli.common import add_command, add_group, add_root, positive_int
+from medmnist_lab.cli.common import (
+    add_command,
+    add_group,
+    add_overwrite,
+    add_root,
+    given,
+    number,
+    output_path,
+    positive_int,
+    seed_int,
+)
+from medmnist_lab.errors import MedMNISTLabError
 
 GAN_SIZES = (28, 64)  # the sizes the DCGAN nets are built for (models/dcgan.py)
 DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps (resolved by the training engine)"
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
+_positive_float = number(0, lo_open=True)
 
 
 AMP_CHOICES = {"on": True, "off": False, "auto": None}
@@ -29,7 +32,10 @@ AMP_CHOICES = {"on": True, "off": False, "auto": None}
 def cmd_train(args: argparse.Namespace) -> int:
     from medmnist_lab.gan.config import GANConfig
     from medmnist_lab.gan.train import train_gan
+    from medmnist_lab.outputs import check_output_dir
 
+    if args.out is not None:
+        check_output_dir(args.out, what="--out")
     cfg = GANConfig(
         dataset=args.dataset,
         mode=args.mode,
@@ -66,6 +72,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     from medmnist_lab.gan.sampling import sample_to_npz
 
+    output_path(args.output, args, (".npz",))
     path, counts = sample_to_npz(
         args.checkpoint,
         args.output,
@@ -82,14 +89,21 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from medmnist_lab.gan.quality import default_quality_path, evaluate_gan
 
+    if args.output is not None:  # checked before the work; the default quality.json is refreshed
+        output_path(args.output, args, (".json",))
+    if args.classifier is not None and args.no_cas and (unused := given(args, "classifier_epochs", "classifier_width")):
+        raise MedMNISTLabError(
+            f"{' and '.join(unused)} set the default and CAS classifiers; "
+            "with --classifier and --no-cas neither is trained"
+        )
     q = evaluate_gan(
         args.checkpoint,
         classifier=args.classifier,
         n=args.n,
         root=args.root,
         cas=not args.no_cas,
-        classifier_epochs=args.classifier_epochs,
-        classifier_width=args.classifier_width,
+        classifier_epochs=args.classifier_epochs or 10,
+        classifier_width=args.classifier_width or 16,
         seed=args.seed,
         device=args.device,
     )
@@ -187,7 +201,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=positive_int, default=64, help="channels of the largest hidden map (DCGAN ngf/ndf)")
     p.add_argument("--nz", type=positive_int, default=100, help="length of the noise vector z")
     p.add_argument("--lr", type=_positive_float, default=2e-4, help="Adam learning rate (the paper's)")
-    p.add_argument("--beta1", type=float, default=0.5, help="Adam beta1 (the paper's)")
+    p.add_argument("--beta1", type=number(0, 1, hi_open=True), default=0.5, help="Adam beta1 in [0, 1) (the paper's)")
     p.add_argument("--loss", default="bce", help="bce (non-saturating, the paper's) or hinge")
     p.add_argument("--sample-every", type=positive_int, default=10, help="save a sample grid every N epochs")
     p.add_argument("--checkpoint-every", type=positive_int, default=5, help="write last.pt every N epochs")
@@ -195,7 +209,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--out", type=Path, default=None, help="run folder; if not given: runs/gan/{dataset}-{size}px-{mode}-seed{seed}"
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument(
         "--amp",
@@ -219,8 +233,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     how.add_argument("--balance", action="store_true", help="top every class up to the largest real class")
     how.add_argument("--ratio", type=_positive_float, metavar="R", help="R x the real count of each class")
     p.add_argument("-o", "--output", type=Path, required=True, help="output .npz")
-    p.add_argument("--seed", type=int, default=0, help="seed of the noise")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the noise")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    add_overwrite(p)
     p.set_defaults(func=cmd_sample)
 
     p = add_command(
@@ -246,13 +261,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--no-cas", action="store_true", help="skip the classification accuracy score (trains 1-2 classifiers)"
     )
     p.add_argument(
-        "--classifier-epochs", type=positive_int, default=10, help="epochs of the default and CAS classifiers"
+        "--classifier-epochs", type=positive_int, default=None, help="epochs of the default and CAS classifiers (10)"
     )
-    p.add_argument("--classifier-width", type=positive_int, default=16, help="ResNet-18 width of those classifiers")
+    p.add_argument(
+        "--classifier-width", type=positive_int, default=None, help="ResNet-18 width of those classifiers (16)"
+    )
     p.add_argument(
         "-o", "--output", type=Path, default=None, help="JSON file; if not given: quality.json beside the checkpoint"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    add_overwrite(p)
     add_root(p)
     p.set_defaults(func=cmd_evaluate)

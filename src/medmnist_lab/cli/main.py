@@ -18,6 +18,7 @@ import traceback
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import NoReturn
 
 from medmnist_lab import __version__
 from medmnist_lab.errors import MedMNISTLabError
@@ -38,8 +39,18 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (the bad value and where help is) and exit code 2.
+
+    Sub-command parsers inherit this class (argparse's `add_subparsers` uses the parent's type).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="medmnist-lab",
         description=(
             "Train, augment, synthesize and benchmark medical image classifiers on MedMNIST.\n"

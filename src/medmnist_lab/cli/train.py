@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medmnist_lab.cli.common import KEEP_CHOICES, add_root, positive_int
+from medmnist_lab.cli.common import KEEP_CHOICES, add_root, given, nonnegative_int, number, positive_int, seed_int
 from medmnist_lab.cli.main import HelpFormatter
 from medmnist_lab.data.registry import SIZES
 
@@ -18,11 +18,12 @@ def _tristate(text: str) -> bool | None:
 
 
 def _fraction_list(text: str) -> list[float]:
+    fraction = number(0, 1, lo_open=True, hi_open=True)
     try:
-        return [float(v) for v in text.split(",") if v]
-    except ValueError:
+        return [fraction(v) for v in text.split(",") if v]
+    except argparse.ArgumentTypeError as exc:
         raise argparse.ArgumentTypeError(
-            f"'{text}' is not a comma-separated list of fractions, e.g. 0.5,0.75"
+            f"'{text}' is not a comma-separated list of fractions of the epochs, e.g. 0.5,0.75 ({exc})"
         ) from None
 
 
@@ -44,18 +45,18 @@ def _epilog() -> str:
 OVERRIDES: dict[str, tuple[type | object, str]] = {
     "--epochs": (positive_int, "training epochs"),
     "--batch-size": (positive_int, "training batch size"),
-    "--lr": (float, "peak learning rate"),
+    "--lr": (number(0, lo_open=True), "peak learning rate, > 0"),
     "--optimizer": (str, "sgd, adam or adamw"),
-    "--momentum": (float, "SGD momentum"),
-    "--weight-decay": (float, "weight decay"),
+    "--momentum": (number(0, 1, hi_open=True), "SGD momentum in [0, 1) (--optimizer sgd only)"),
+    "--weight-decay": (number(0), "weight decay, >= 0"),
     "--schedule": (str, "multistep, cosine, onecycle or constant"),
     "--milestones": (
         _fraction_list,
-        "multistep milestones as fractions of the epochs, e.g. 0.5,0.75",
+        "multistep milestones as fractions of the epochs, e.g. 0.5,0.75 (--schedule multistep only)",
     ),
-    "--gamma": (float, "multistep decay factor"),
-    "--warmup": (int, "epochs of linear learning-rate warm-up"),
-    "--label-smoothing": (float, "label smoothing in [0, 1)"),
+    "--gamma": (number(0, 1, lo_open=True), "multistep decay factor in (0, 1] (--schedule multistep only)"),
+    "--warmup": (nonnegative_int, "epochs of linear learning-rate warm-up"),
+    "--label-smoothing": (number(0, 1, hi_open=True), "label smoothing in [0, 1)"),
     "--augment": (str, "augmentation policies joined by +, e.g. simple+mixup (see `augment list`)"),
     "--width": (
         positive_int,
@@ -72,27 +73,60 @@ OVERRIDES: dict[str, tuple[type | object, str]] = {
 }
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from medmnist_lab.augment import parse_magnitudes
-    from medmnist_lab.engine import RunConfig, fit, resolve_config
+# Options that may go with --resume: extending the run (--epochs), where its data is and what it
+# runs on, and how this process behaves. Every other option would change the run: an error.
+RESUME_OPTIONS = ("epochs", "root", "device", "keep", "no_progress")
+
+
+def resumed_config(args: argparse.Namespace):
+    """The config of the run in --resume (from last.pt, or config.yaml if it died before one)
+    with the allowed changes applied; any option that would change the run is an error."""
+    from dataclasses import replace
+
+    from medmnist_lab.engine import RunConfig
     from medmnist_lab.engine.checkpoint import load_checkpoint
     from medmnist_lab.errors import MedMNISTLabError
 
-    if args.resume is not None:
-        last = args.resume / "last.pt" if args.resume.is_dir() else args.resume
+    changing = [f for f in vars(args) if f not in (*RESUME_OPTIONS, "resume", "dataset", "func", "command", "debug")]
+    if bad := given(args, *(f for f in changing if f not in ("keep",))):
+        raise MedMNISTLabError(
+            f"{', '.join(bad)} would change the run being resumed; with --resume only --epochs (to train "
+            "it further), --root, --device, --keep and --no-progress may be given"
+        )
+    folder = args.resume if args.resume.is_dir() else args.resume.parent
+    last = args.resume / "last.pt" if args.resume.is_dir() else args.resume
+    if last.is_file():
         config = RunConfig.from_dict(load_checkpoint(last)["config"])
-        if args.dataset is not None and args.dataset.lower() != config.dataset:
-            raise MedMNISTLabError(f"--resume {args.resume} is a {config.dataset} run, not {args.dataset}")
-        result = fit(config, resume=last, progress=not args.no_progress, keep=args.keep)
+    elif (folder / "config.yaml").is_file():
+        config = RunConfig.from_yaml(folder / "config.yaml")
+        print(f"note: {folder} has no checkpoint (it stopped during its first epoch): starting it again there")
+    else:
+        raise MedMNISTLabError(f"--resume {args.resume}: not a run folder (no last.pt, no config.yaml)")
+    if args.dataset is not None and args.dataset.lower() != config.dataset:
+        raise MedMNISTLabError(f"--resume {args.resume} is a {config.dataset} run, not {args.dataset}")
+    changes = {k: getattr(args, k) for k in ("epochs", "root", "device") if getattr(args, k) is not None}
+    return replace(config, **changes)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from medmnist_lab.augment import parse_magnitudes
+    from medmnist_lab.engine import fit, resolve_config
+    from medmnist_lab.errors import MedMNISTLabError
+    from medmnist_lab.outputs import check_output_dir
+
+    if args.resume is not None:
+        config = resumed_config(args)
+        result = fit(config, resume=args.resume, progress=not args.no_progress, keep=args.keep)
     else:
         if args.dataset is None:
             raise MedMNISTLabError("give a DATASET to train on (or --resume RUN_DIR); see `medmnist-lab datasets list`")
+        out_dir = check_output_dir(args.out_dir or Path("runs"), what="--out-dir")
         overrides = {
             flag.lstrip("-").replace("-", "_"): getattr(args, flag.lstrip("-").replace("-", "_")) for flag in OVERRIDES
         }
         config = resolve_config(
             args.dataset,
-            args.recipe,
+            args.recipe or "medmnist-v2",
             size=args.size,
             root=args.root,
             model=args.model,
@@ -107,7 +141,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             subset=args.subset,
             as_rgb=args.as_rgb or None,
             name=args.name,
-            out_dir=str(args.out_dir),
+            out_dir=str(out_dir),
             augment_params=parse_magnitudes(args.augment_set) or None,
             **overrides,
         )
@@ -136,7 +170,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dataset", nargs="?", help="dataset flag, e.g. breastmnist (not needed with --resume)")
     p.add_argument("--size", type=int, choices=SIZES, default=None, help="image size (default 28)")
     p.add_argument("--model", default=None, help="resnet18 or resnet50 (default resnet18; ResNet18 also works)")
-    p.add_argument("--recipe", default="medmnist-v2", help="named preset; every field below overrides it")
+    p.add_argument("--recipe", default=None, help="named preset (default medmnist-v2); every field below overrides it")
     for flag, (kind, help_text) in OVERRIDES.items():
         p.add_argument(flag, type=kind, default=None, help=f"{help_text} (default: the recipe's)")
     p.add_argument(
@@ -146,7 +180,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="NAME=VALUE",
         help="override an augmentation magnitude, repeatable (e.g. --augment-set rotate=30); see `augment list -v`",
     )
-    p.add_argument("--seed", type=int, default=None, help="seed for every RNG (default 0)")
+    p.add_argument("--seed", type=seed_int, default=None, help="seed for every RNG (default 0)")
     p.add_argument(
         "--train-npz",
         type=Path,
@@ -161,7 +195,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--synthetic-ratio",
-        type=float,
+        type=number(0, lo_open=True),
         default=None,
         help="use R x (real train count) synthetic samples",
     )
@@ -184,8 +218,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--name", default=None, help="run folder name (default: recipe-seed-timestamp)")
-    p.add_argument("--out-dir", type=Path, default=Path("runs"), help="folder holding run folders")
-    p.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue an interrupted run")
+    p.add_argument("--out-dir", type=Path, default=None, help="folder holding run folders (default runs)")
+    p.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="continue an interrupted run; with --epochs N above its epochs, train a finished or "
+        "interrupted run further (the schedule is recomputed for N epochs); other options are errors",
+    )
     p.add_argument(
         "--keep",
         choices=KEEP_CHOICES,

@@ -66,8 +66,21 @@ def _how_to_get(info: DatasetInfo, size: int, root: Path) -> str:
     )
 
 
-def open_npz(path: Path, info: DatasetInfo, size: int) -> np.lib.npyio.NpzFile:
+USER_FILE_HINT = (
+    "it is a file you gave (not an official download): it must be an npz archive, e.g. from np.savez, "
+    "holding train_images (N, H, W) or (N, H, W, C) uint8 and train_labels (N, L) integers"
+)
+
+
+def _fix(info: DatasetInfo, size: int, path: Path, user: bool) -> str:
+    """What to do about a bad file: download advice for the official files only."""
+    return USER_FILE_HINT if user else f"delete it and {_how_to_get(info, size, path.parent)}"
+
+
+def open_npz(path: Path, info: DatasetInfo, size: int, *, user: bool = False) -> np.lib.npyio.NpzFile:
     root = path.parent
+    if user and not path.is_file():
+        raise DataFileError(f"{path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
     if not path.is_file():
         raise DataFileError(
             f"{info.flag} ({size} px) not found at {path} (files are looked up in --root, else "
@@ -77,12 +90,12 @@ def open_npz(path: Path, info: DatasetInfo, size: int) -> np.lib.npyio.NpzFile:
         npz = np.load(path, allow_pickle=False)
     except _CORRUPT as exc:
         raise CorruptFileError(
-            f"{path} is not a readable npz archive ({exc}); it is truncated or corrupt: delete it "
-            f"and {_how_to_get(info, size, root)}"
+            f"{path} is not a readable npz archive ({type(exc).__name__}: {exc}); it is truncated or corrupt: "
+            f"{_fix(info, size, path, user)}"
         ) from None
     if not isinstance(npz, np.lib.npyio.NpzFile):  # a bare .npy loads as one array
         raise CorruptFileError(
-            f"{path} holds a single array, not an npz archive of train/val/test splits; {_how_to_get(info, size, root)}"
+            f"{path} holds a single array, not an npz archive of splits; {_fix(info, size, path, user)}"
         )
     return npz
 
@@ -113,12 +126,13 @@ def require_key(npz: np.lib.npyio.NpzFile, key: str, path: Path) -> None:
         )
 
 
-def read_member(npz: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
+def read_member(npz: np.lib.npyio.NpzFile, key: str, path: Path, user: bool = False) -> np.ndarray:
     require_key(npz, key, path)
     try:
         return npz[key]
     except _CORRUPT as exc:
-        raise CorruptFileError(f"{path}: array '{key}' is truncated or corrupt ({exc}); re-download it") from None
+        fix = "write it again" if user else "re-download it"
+        raise CorruptFileError(f"{path}: array '{key}' is truncated or corrupt ({exc}); {fix}") from None
 
 
 def _cached_member(path: Path, key: str, cache: Path) -> np.ndarray:
@@ -180,6 +194,8 @@ def validate_split(
         )
     if not np.issubdtype(labels.dtype, np.integer):
         raise DataFileError(f"{path}: {split}_labels has dtype {labels.dtype}, expected an integer type")
+    if n == 0:
+        raise DataFileError(f"{path}: {split} has 0 samples; nothing to train or score on")
     if official and n != info.n_samples[split]:
         raise DataFileError(
             f"{path}: {split} has {n} samples, the official {info.flag} has "
@@ -206,7 +222,9 @@ def _select(
     if subset is not None:
         if subset <= 0:
             raise DataFileError(f"subset size must be positive, got {subset}")
-        return np.arange(min(subset, len(labels)))
+        if subset > len(labels):  # never shrunk silently: a run of "subset 1000" on 40 images misleads
+            raise DataFileError(f"subset {subset} is more than the {len(labels)} samples of the split")
+        return np.arange(subset)
     if per_class is not None:
         if per_class <= 0:
             raise DataFileError(f"per-class subset size must be positive, got {per_class}")
@@ -244,10 +262,11 @@ def load_split(
     info.check_size(size)
     file = Path(path) if path is not None else data_path(info, size, root)
     use_mmap = size in MMAP_SIZES if mmap is None else mmap
-    with open_npz(file, info, size) as npz:
+    user = path is not None
+    with open_npz(file, info, size, user=user) as npz:
         meta = read_meta(npz, file)
         official = is_official(npz)
-        labels = read_member(npz, f"{split}_labels", file)
+        labels = read_member(npz, f"{split}_labels", file, user)
         if use_mmap:
             require_key(npz, f"{split}_images", file)
             c_dir = cache_dir(info, size, root if path is None else file.parent)
@@ -255,7 +274,7 @@ def load_split(
                 c_dir = c_dir.with_name(f"{c_dir.name}_{file.stem}")
             images = _cached_member(file, f"{split}_images", c_dir)
         else:
-            images = read_member(npz, f"{split}_images", file)
+            images = read_member(npz, f"{split}_images", file, user)
     validate_split(info, size, split, images, labels, file, official=official)
     idx = _select(labels, info, subset, per_class, seed)
     if idx is not None:

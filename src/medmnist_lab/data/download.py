@@ -16,6 +16,7 @@ import re
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from medmnist_lab.errors import DownloadError
 
 # Seconds before the first retry; doubled for each further one (tests set it to 0).
 BASE_DELAY = 1.0
+MIRROR_SCHEMES = ("https", "http", "file")
 _CHUNK = 1 << 20
 # Worth retrying: the server or the network may do better a moment later.
 _RETRY_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -191,6 +193,11 @@ def download(
     """
     info.check_size(size)
     mirror = mirror or os.environ.get(MIRROR_ENV) or None
+    if mirror and urllib.parse.urlsplit(mirror).scheme not in MIRROR_SCHEMES:
+        raise DownloadError(
+            f"mirror {mirror!r} is not a URL; give a base URL starting with "
+            f"{', '.join(s + '://' for s in MIRROR_SCHEMES)} (e.g. https://host/medmnist or file:///srv/medmnist)"
+        )
     final = Path(root).expanduser() / info.filename(size)
     expected = info.md5s[size]
     url = source_url(info, size, mirror)

@@ -10,6 +10,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from medmnist_lab.errors import MedMNISTLabError
+from medmnist_lab.outputs import atomic_path
 
 
 def _cell(img: torch.Tensor, cell: int) -> Image.Image:
@@ -49,9 +50,8 @@ def save_image(image: Image.Image, out: str | Path) -> Path:
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise MedMNISTLabError(f"output '{out}' must end in .png, .jpg or .jpeg")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".part")
-    image.save(tmp, format="PNG" if out.suffix.lower() == ".png" else "JPEG")
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        image.save(tmp, format="PNG" if out.suffix.lower() == ".png" else "JPEG")
     return out
 
 

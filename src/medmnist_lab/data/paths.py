@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from medmnist_lab.data.registry import DatasetInfo
+from medmnist_lab.errors import DataFileError
 
 ROOT_ENV = "MEDMNIST_ROOT"
 MIRROR_ENV = "MEDMNIST_MIRROR"
@@ -17,9 +18,15 @@ DEFAULT_ROOT = Path("~/.medmnist")
 
 
 def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
-    if root is None or str(root) == "":
+    """The data folder; a path that exists but is not a folder is refused (not read as "no files")."""
+    from_env = root is None or str(root) == ""
+    if from_env:
         root = os.environ.get(ROOT_ENV) or DEFAULT_ROOT
-    return Path(root).expanduser()
+    path = Path(root).expanduser()
+    if path.exists() and not path.is_dir():
+        where = f"${ROOT_ENV}" if from_env and os.environ.get(ROOT_ENV) else "--root"
+        raise DataFileError(f"data root {path} ({where}) is a file, not a folder; give the folder of the .npz files")
+    return path
 
 
 def data_path(info: DatasetInfo, size: int, root: str | os.PathLike[str] | None = None) -> Path:

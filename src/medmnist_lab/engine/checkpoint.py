@@ -7,6 +7,7 @@ plain containers/numbers/strings are allowed, so everything stored here is kept 
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 from pathlib import Path
@@ -15,8 +16,12 @@ from typing import Any
 import torch
 
 from medmnist_lab.errors import CheckpointError
+from medmnist_lab.outputs import atomic_path
 
 FORMAT = "medmnist-lab/1"
+# Every checkpoint (best.pt kept as weights only included) has these; resuming needs RESUME_KEYS too.
+REQUIRED = ("model", "config", "dataset", "epoch")
+RESUME_KEYS = ("optimizer", "scheduler", "rng", "best_auc", "best_epoch", "elapsed_seconds")
 
 
 def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
@@ -24,17 +29,35 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     leaves the previous checkpoint intact, never a truncated one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # Serialized in memory first, then written with a plain file write: a full disk or a file-size
+    # limit then surfaces as ENOSPC/EFBIG (torch's own writer reports only "unexpected pos"), which
+    # atomic_path turns into a message saying the previous file is intact.
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(buffer.getbuffer())
     return path
+
+
+def _kind_of_file(path: Path) -> str | None:
+    """None for what torch.save writes (a zip archive, or a legacy pickle); else what the file looks like."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return None  # torch.load reports it
+    if head.startswith(b"PK") or head.startswith(b"\x80"):
+        return None
+    if not head:
+        return "an empty file"
+    return "a text file" if head.isascii() else "not a PyTorch file (neither a zip archive nor a pickle)"
 
 
 def safe_load(path: Path, map_location: str | torch.device = "cpu") -> Any:
     """torch.load(weights_only=True) with user-facing errors for unsafe or unreadable files."""
+    kind = _kind_of_file(path)
+    if kind is not None:
+        raise CheckpointError(f"{path} is not a checkpoint: it is {kind}; give a .pt written by medmnist-lab")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -60,7 +83,14 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     state = safe_load(path, map_location)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a medmnist-lab checkpoint (format {FORMAT!r} expected)")
+    check_keys(state, REQUIRED, path, "it is incomplete")
     return state
+
+
+def check_keys(state: dict[str, Any], keys: tuple[str, ...], path: Path, why: str) -> None:
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise CheckpointError(f"{path} lacks {', '.join(missing)}: {why}")
 
 
 def check_compatible(state: dict[str, Any], flag: str, size: int, n_classes: int, what: str) -> None:

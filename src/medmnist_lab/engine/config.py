@@ -12,6 +12,7 @@ defaults <- recipe <- explicit overrides. The official `medmnist-v2` recipe IS t
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,12 @@ class RunConfig:
             raise bad("momentum", self.momentum, "must be in [0, 1)")
         if self.synthetic_ratio is not None and (self.synthetic is None or self.synthetic_ratio <= 0):
             raise bad("synthetic_ratio", self.synthetic_ratio, "needs --synthetic and must be > 0")
+        if not 0 < self.gamma <= 1:
+            raise bad("gamma", self.gamma, "must be in (0, 1]")
+        if not self.std > 0 or not 0 <= self.mean <= 1:
+            raise bad("mean/std", (self.mean, self.std), "mean must be in [0, 1] and std > 0")
+        if self.augment_params and self.augment == "none":
+            raise bad("augment_params", self.augment_params, "set magnitudes of an --augment policy; none is chosen")
         if any(not 0 < m < 1 for m in self.milestones):
             raise bad("milestones", self.milestones, "must be fractions of the epochs in (0, 1)")
         if self.subset is not None and self.subset <= 0:
@@ -156,9 +163,11 @@ def coerce_fields(values: dict[str, Any], where: str = "config") -> dict[str, An
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise MedMNISTLabError(f"{where}: {key}={value!r} is not a number")
             value = float(value)
+            if not math.isfinite(value):  # NaN passes every range check written as a comparison
+                raise MedMNISTLabError(f"{where}: {key}={value!r} is not a finite number")
         elif kind.startswith("int"):
             value = as_number(value)
-            if isinstance(value, float) and value.is_integer():
+            if isinstance(value, float) and math.isfinite(value) and value.is_integer():
                 value = int(value)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise MedMNISTLabError(f"{where}: {key}={value!r} is not an integer")
@@ -166,6 +175,10 @@ def coerce_fields(values: dict[str, Any], where: str = "config") -> dict[str, An
             raise MedMNISTLabError(f"{where}: {key}={value!r} is not true/false")
         elif kind.startswith("str") and not isinstance(value, str):
             value = str(value)
+        elif kind.startswith("list[float]"):
+            if not isinstance(value, list | tuple):
+                raise MedMNISTLabError(f"{where}: {key}={value!r} is not a list of numbers")
+            value = [coerce_fields({"gamma": v}, where)["gamma"] for v in value]
         out[key] = value
     return out
 
@@ -212,7 +225,26 @@ def resolve_config(dataset: str, recipe: str = "medmnist-v2", **overrides: Any) 
     from medmnist_lab.data.registry import get_dataset
 
     preset = RECIPES.get(recipe)
-    values = {**preset.overrides, **{k: v for k, v in overrides.items() if v is not None}}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values = {**preset.overrides, **given}
     check_fields(RunConfig, values, "config")
     get_dataset(dataset)  # the one place a v1 alias is announced
-    return RunConfig(dataset=dataset, recipe=RECIPES.canonical(recipe), **values)
+    config = RunConfig(dataset=dataset, recipe=RECIPES.canonical(recipe), **values)
+    check_applicable(config, given)
+    return config
+
+
+# Settings that mean something only with another one: giving them otherwise is a mistake to report,
+# not a value to ignore. (field, applies?, when it applies)
+APPLICABLE: tuple[tuple[str, Any, str], ...] = (
+    ("momentum", lambda c: c.optimizer == "sgd", "optimizer sgd"),
+    ("milestones", lambda c: c.schedule == "multistep", "schedule multistep"),
+    ("gamma", lambda c: c.schedule == "multistep", "schedule multistep"),
+)
+
+
+def check_applicable(config: RunConfig, given: dict[str, Any]) -> None:
+    for name, applies, when in APPLICABLE:
+        if name in given and not applies(config):
+            what = f"optimizer {config.optimizer}" if "optimizer" in when else f"schedule {config.schedule}"
+            raise MedMNISTLabError(f"{name}={given[name]!r} applies to {when} only; this run uses {what}")

@@ -14,7 +14,6 @@ import torch
 from medmnist_lab import __version__
 from medmnist_lab.data.registry import DatasetInfo
 from medmnist_lab.engine.config import RunConfig
-from medmnist_lab.errors import MedMNISTLabError
 from medmnist_lab.metrics.submission import check_run
 
 
@@ -24,15 +23,10 @@ def run_path(config: RunConfig, info: DatasetInfo, name: str) -> Path:
 
 
 def run_dir_for(config: RunConfig, info: DatasetInfo) -> Path:
-    """The folder of a new run (`run_path`); an existing folder is never overwritten."""
+    """The folder of a new run (`run_path`); `RunFolder.start_fresh` refuses one holding work."""
     name = config.name or f"{config.recipe}-s{config.seed}-{datetime.now():%Y%m%d-%H%M%S}"
     check_run(name)  # the name goes into official prediction file names: refuse it before training
-    path = run_path(config, info, name)
-    if path.exists():
-        raise MedMNISTLabError(
-            f"run folder {path} already exists; pass --resume {path} to continue it, or another --name"
-        )
-    return path
+    return run_path(config, info, name)
 
 
 def git_commit() -> str | None:

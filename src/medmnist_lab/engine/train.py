@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from medmnist_lab.data.arrays import SplitData
 from medmnist_lab.data.registry import DatasetInfo, get_dataset
 from medmnist_lab.engine.batcher import DeviceBatcher
-from medmnist_lab.engine.checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from medmnist_lab.engine.checkpoint import RESUME_KEYS, check_compatible, check_keys, load_checkpoint, save_checkpoint
 from medmnist_lab.engine.config import RunConfig
 from medmnist_lab.engine.data import TrainData, load_eval_split, load_train_data
 from medmnist_lab.engine.device import Precision, autocast, resolve_device, resolve_precision
@@ -225,20 +225,71 @@ def train_one_epoch(s: Session, progress: bool) -> float:
     return float(loss_sum) / max(seen, 1)
 
 
-def open_run(config: RunConfig, info: DatasetInfo, resume: str | Path | None) -> tuple[Path, dict[str, Any] | None]:
-    """The run folder, and the state to continue from when resuming (its config must match)."""
+# Fields a resumed run may change: more epochs (extends a finished or interrupted run), where the
+# data lives, the device. Any other difference would make it another experiment.
+RESUMABLE_CHANGES = ("epochs", "root", "device")
+
+
+def open_run(
+    config: RunConfig, info: DatasetInfo, resume: str | Path | None
+) -> tuple[RunFolder, dict[str, Any] | None]:
+    """The run folder, claimed (locked) for this process, and the state to continue from when
+    resuming. A folder whose run died before its first checkpoint is started again in place."""
     if resume is None:
-        return run_dir_for(config, info), None
+        folder = RunFolder(run_dir_for(config, info))
+    else:
+        path = Path(resume)
+        folder = RunFolder(path if path.is_dir() else path.parent)
+        if not folder.path.is_dir():
+            raise MedMNISTLabError(f"--resume {resume}: no such run folder")
+    folder.claim()
+    try:
+        return folder, _start_state(folder, config, info, resume)
+    except BaseException:
+        folder.release()
+        raise
+
+
+def _start_state(folder: RunFolder, config: RunConfig, info: DatasetInfo, resume: str | Path | None) -> dict | None:
+    """Under the folder's lock: None to start (or restart) the run, or the checkpoint to resume."""
+    if resume is None:
+        folder.start_fresh(config.to_dict(), f"pass --resume {folder.path} to continue it, or another --name")
+        return None
     last = Path(resume) / "last.pt" if Path(resume).is_dir() else Path(resume)
+    if not last.is_file():
+        if folder.has_work():  # finished (summary.json) without last.pt
+            kept = (
+                " (it finished with --keep best: only its weights were kept)"
+                if (folder.path / "best.pt").exists()
+                else ""
+            )
+            raise MedMNISTLabError(f"--resume {resume}: {last} does not exist{kept}; this run cannot be continued")
+        if not (folder.path / "config.yaml").is_file():
+            raise MedMNISTLabError(f"--resume {resume}: not a run folder (no config.yaml, no last.pt)")
+        # Died before its first checkpoint: nothing trained is lost by starting it again here.
+        folder.start_fresh(config.to_dict(), "")
+        return None
     state = load_checkpoint(last)
+    check_keys(state, RESUME_KEYS, last, "a weights-only checkpoint can be evaluated, not resumed")
     check_compatible(state, info.flag, config.size, info.n_classes, f"checkpoint {last}")
     saved = RunConfig.from_dict(state["config"])
-    if saved != config:
-        diff = {k: (v, getattr(config, k)) for k, v in saved.to_dict().items() if getattr(config, k) != v}
+    diff = [
+        f"{k}={v!r} in the run vs {getattr(config, k)!r} now"
+        for k, v in saved.to_dict().items()
+        if k not in RESUMABLE_CHANGES and getattr(config, k) != v
+    ]
+    if diff:
         raise MedMNISTLabError(
-            f"--resume: the run's config differs from this one: {diff}; resume with the saved config"
+            f"--resume: settings differ ({'; '.join(diff)}); only {', '.join(RESUMABLE_CHANGES)} may change"
         )
-    return last.parent, state
+    done = int(state["epoch"]) + 1
+    if config.epochs < done:
+        raise MedMNISTLabError(f"--epochs {config.epochs} is fewer than the {done} epochs {last} has already trained")
+    if config.epochs == done and (folder.path / "summary.json").is_file():
+        raise MedMNISTLabError(
+            f"{folder.path} has finished its {done} epochs; pass --epochs above {done} to train it further"
+        )
+    return state
 
 
 def fit(
@@ -258,15 +309,31 @@ def fit(
     interrupt; studies use it to prune).
     """
     info = get_dataset(config.dataset, warn_alias=False)  # config is validated: dataset is a flag
-    run_dir, state = open_run(config, info, resume)
-    folder = RunFolder(run_dir)
+    folder, state = open_run(config, info, resume)
+    try:
+        return _fit_claimed(config, info, folder, state, progress, keep, on_epoch_end)
+    finally:
+        folder.release()
+
+
+def _fit_claimed(
+    config: RunConfig,
+    info: DatasetInfo,
+    folder: RunFolder,
+    state: dict[str, Any] | None,
+    progress: bool,
+    keep: str,
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
+) -> RunResult:
+    run_dir = folder.path
     s = build_session(config, info)
     if state is not None:
         s.load_state_dict(state)
         folder.remove_temp_files()
         folder.truncate_history(state["epoch"])
-    else:
-        folder.create(config.to_dict())
+        if config.to_dict() != state["config"]:
+            folder.write_config(config.to_dict())  # more epochs, another root/device: the run's config now
+        (run_dir / "summary.json").unlink(missing_ok=True)  # unfinished again until the end
 
     bar = tqdm(
         range(s.next_epoch, config.epochs),
@@ -281,9 +348,14 @@ def fit(
         lr = s.optimizer.param_groups[0]["lr"]
         train_loss = train_one_epoch(s, progress)
         if not math.isfinite(train_loss):
+            kept = (
+                f"the last good checkpoint is kept at {run_dir / 'last.pt'} (epoch {epoch - 1}; best: "
+                f"{run_dir / 'best.pt'})"
+                if (run_dir / "last.pt").is_file()
+                else "no checkpoint was written (it failed in the first epoch)"
+            )
             raise TrainingError(
-                f"the training loss became {train_loss} in epoch {epoch}; stopped. The last good "
-                f"checkpoint is kept at {run_dir / 'last.pt'} (best: {run_dir / 'best.pt'}); "
+                f"the training loss became {train_loss} in epoch {epoch}; stopped: {kept}; "
                 "try a lower --lr or --amp off"
             )
         train_seconds = time.perf_counter() - t0

@@ -55,7 +55,14 @@ from medmnist_lab.gan.records import (
     MemorizationReport,
     PrecisionRecall,
 )
-from medmnist_lab.gan.sampling import LoadedGAN, load_gan, proportional_counts, sample_counts, write_synthetic_npz
+from medmnist_lab.gan.sampling import (
+    LoadedGAN,
+    check_sample_memory,
+    load_gan,
+    proportional_counts,
+    sample_counts,
+    write_synthetic_npz,
+)
 
 PR_K = 3  # the paper's choice
 # Mode-collapse thresholds: generated spread below half the real one, or near-duplicates (closer
@@ -244,6 +251,7 @@ def evaluate_gan(
     test = load_split(spec.dataset, "test", spec.size, root)
     real_counts = torch.bincount(train.labels[:, 0], minlength=spec.n_classes).tolist()
     counts = real_counts if n is None else proportional_counts(real_counts, n)
+    check_sample_memory(spec, sum(counts))
     # One set of classifier settings for the feature net and the CAS classifier: they must match.
     clf = ClassifierSettings(root=root, epochs=classifier_epochs, width=classifier_width, seed=seed, device=str(dev))
     if classifier is None:

@@ -24,6 +24,8 @@ from medmnist_lab.gan.checkpoint import load_checkpoint
 from medmnist_lab.gan.config import GANConfig
 from medmnist_lab.gan.modes import GANSpec, build_nets
 from medmnist_lab.gan.train import generate, to_uint8
+from medmnist_lab.memory import check_fits
+from medmnist_lab.outputs import atomic_path
 
 
 @dataclass
@@ -85,6 +87,15 @@ def proportional_counts(real_counts: list[int], n: int) -> list[int]:
     return counts.tolist()
 
 
+def check_sample_memory(spec: GANSpec, n: int) -> None:
+    """Refuse a sample count whose images cannot fit in memory (uint8 images, a layout copy, the npz buffer)."""
+    check_fits(
+        3 * n * spec.channels * spec.size * spec.size,
+        f"{n} generated {spec.size} px images",
+        "ask for fewer (--per-class N or a smaller --ratio / --n)",
+    )
+
+
 def sample_counts(
     gan: LoadedGAN, counts: list[int], seed: int = 0, batch_size: int = 512
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,17 +141,13 @@ def write_synthetic_npz(path: str | os.PathLike[str], images: torch.Tensor, labe
     counts = np.bincount(labels[:, 0].numpy(), minlength=meta.get("n_classes", 0)).tolist()
     meta = {"origin": "synthetic", **meta, "n": len(arr), "counts": counts}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")  # np.savez appends .npz otherwise
-    try:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez would append .npz
         np.savez_compressed(
-            tmp,
+            f,
             train_images=np.ascontiguousarray(arr),
             train_labels=labels.numpy().astype(np.uint8),
             **{META_KEY: np.array(json.dumps(meta))},
         )
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -158,6 +165,7 @@ def sample_to_npz(
         raise MedMNISTLabError(f"output '{out}' must end in .npz")
     gan = load_gan(checkpoint, resolve_device(device))
     counts = resolve_counts(gan.class_counts, per_class, balance, ratio)
+    check_sample_memory(gan.spec, sum(counts))
     images, labels = sample_counts(gan, counts, seed)
     request = {"per_class": per_class} if per_class is not None else {"balance": True} if balance else {"ratio": ratio}
     meta = {

@@ -232,21 +232,31 @@ def open_gan_run(
     `resume`: False (a new run in `cfg.out`), True (continue `cfg.out`), or the path of a run
     folder or its last.pt (continue that run, wherever `cfg.out` points)."""
     if resume is False or resume is None:
-        run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
-        last = run_dir / "last.pt"
-        if last.exists():
-            raise MedMNISTLabError(f"{last} exists; pass --resume to continue it, or choose another --out")
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise MedMNISTLabError(
-                f"{run_dir} exists but holds no last.pt (a run stopped before its first checkpoint?); "
-                "remove it or choose another --out"
-            )
-        return RunFolder(run_dir), None
+        folder = RunFolder(Path(cfg.out) if cfg.out else default_run_dir(cfg))
+        folder.claim()
+        try:
+            # A folder whose run died before its first checkpoint is started again in place.
+            folder.start_fresh(cfg.to_dict(), "pass --resume to continue it, or choose another --out")
+        except MedMNISTLabError:
+            folder.release()
+            raise
+        return folder, None
 
     where = (Path(cfg.out) if cfg.out else default_run_dir(cfg)) if resume is True else Path(resume)
     last = where / "last.pt" if resume is True or where.is_dir() else where
     if not last.is_file():
         raise MedMNISTLabError(f"--resume given but {last} does not exist; nothing to resume")
+    folder = RunFolder(last.parent)
+    folder.claim()
+    try:
+        return folder, _resumable(cfg, last, device)
+    except MedMNISTLabError:
+        folder.release()
+        raise
+
+
+def _resumable(cfg: GANConfig, last: Path, device: torch.device) -> dict[str, Any]:
+    """The checkpoint `last`, if the run can go on from it with `cfg`."""
     ckpt = load_checkpoint(last, map_location=device)
     if ckpt.get("upgraded_from") is not None:
         raise CheckpointError(
@@ -259,7 +269,7 @@ def open_gan_run(
     done = int(ckpt["epoch"]) + 1
     if done >= cfg.epochs:
         raise MedMNISTLabError(f"{last} already has {done} epochs; pass --epochs above {done} to train on")
-    return RunFolder(last.parent), ckpt
+    return ckpt
 
 
 def train_gan(
@@ -289,99 +299,97 @@ def train_gan(
     # could tip. amp=True/None opts in; the checkpoint and summary record the choice.
     precision = resolve_precision(device, cfg.amp)
     folder, ckpt = open_gan_run(cfg, resume, device)
+    try:
+        data = load_split(spec.dataset, "train", cfg.size, cfg.root)
+        x = to_unit(data.images.to(device))  # (N, C, H, W) in [-1, 1], the whole split on the device
+        y = data.labels[:, 0].to(device)
+        counts = torch.bincount(data.labels[:, 0], minlength=spec.n_classes).tolist()
+        empty = [spec.class_names[k] for k, n in enumerate(counts) if n == 0]
+        if empty:
+            raise MedMNISTLabError(
+                f"{data.source} has no training images of class(es) {', '.join(empty)}; cannot learn them"
+            )
 
-    data = load_split(spec.dataset, "train", cfg.size, cfg.root)
-    x = to_unit(data.images.to(device))  # (N, C, H, W) in [-1, 1], the whole split on the device
-    y = data.labels[:, 0].to(device)
-    counts = torch.bincount(data.labels[:, 0], minlength=spec.n_classes).tolist()
-    empty = [spec.class_names[k] for k, n in enumerate(counts) if n == 0]
-    if empty:
-        raise MedMNISTLabError(
-            f"{data.source} has no training images of class(es) {', '.join(empty)}; cannot learn them"
+        s = build_state(cfg, spec, device, precision)
+        start, history, elapsed_before = 0, [], 0.0
+        if ckpt is not None:
+            cfg = replace(cfg, out=str(folder.path))  # the folder the run lives in, wherever --resume pointed
+            start = int(ckpt["epoch"]) + 1
+            s.load_state_dict(ckpt, reseed=cfg.seed + start)
+            history = [GANEpochStats.from_dict(h) for h in ckpt["history"]]
+            elapsed_before = float(ckpt["elapsed_seconds"])
+            folder.remove_temp_files()
+            # Rewritten from the checkpoint's copy rather than truncated: with checkpoint_every > 1
+            # several lines follow one checkpoint, and a kill while appending them would leave a gap
+            # that truncation cannot fill.
+            folder.write_history(h.to_dict() for h in history)
+            folder.write_config(cfg.to_dict())  # more epochs, another device: config.yaml stays the run's config
+            (folder.path / "summary.json").unlink(missing_ok=True)  # unfinished again until the end
+        started = time.perf_counter()
+
+        def checkpoint(epoch: int) -> None:
+            folder.save_checkpoint(
+                "last.pt",
+                {
+                    "format": FORMAT,
+                    "version": VERSION,
+                    "spec": spec.to_dict(),
+                    "config": cfg.to_dict(),
+                    "epoch": epoch,
+                    "class_counts": counts,  # real train counts: what --balance and --ratio refer to
+                    "precision": precision.name,
+                    "elapsed_seconds": elapsed_before + time.perf_counter() - started,
+                    "history": [h.to_dict() for h in history],
+                    **s.state_dict(),
+                },
+            )
+
+        fixed_labels = torch.arange(spec.n_classes, device=device).repeat_interleave(GRID_COLUMNS)
+        grids: list[Path] = []
+        pending: list[GANEpochStats] = []  # history lines waiting for the checkpoint that holds them
+        bar = tqdm(
+            range(start, cfg.epochs),
+            desc=f"gan {spec.dataset} {spec.mode}",
+            unit="epoch",
+            disable=not progress,
+            initial=start,
+            total=cfg.epochs,
+            dynamic_ncols=True,
         )
+        for epoch in bar:
+            t0 = time.perf_counter()
+            batches = epoch_batches(y, spec.n_classes, cfg.batch_size, mode.class_pure_batches, s.gen)
+            stats = train_one_epoch(s, loss, x, y, batches, spec.nz, precision)
+            record = GANEpochStats(epoch=epoch, **stats, seconds=time.perf_counter() - t0)
+            history.append(record)
+            pending.append(record)
+            bar.set_postfix(
+                d=f"{record.loss_d:.3f}",
+                g=f"{record.loss_g:.3f}",
+                Dx=f"{record.d_real:.2f}",
+                DGz=f"{record.d_fake:.2f}",
+                s_ep=f"{record.seconds:.1f}",
+            )
+            last = epoch == cfg.epochs - 1
+            if (epoch + 1) % cfg.sample_every == 0 or last:
+                path = folder.path / "samples" / f"epoch_{epoch:04d}.png"
+                grids.append(save_grid(s.g, spec, s.fixed_noise, fixed_labels, path))
+            if (epoch + 1) % cfg.checkpoint_every == 0 or last:
+                checkpoint(epoch)
+                for r in pending:  # after the checkpoint: the history never runs ahead of it
+                    folder.append_history(r.to_dict())
+                pending.clear()
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, record)
+        bar.close()
 
-    s = build_state(cfg, spec, device, precision)
-    start, history, elapsed_before = 0, [], 0.0
-    if ckpt is not None:
-        cfg = replace(cfg, out=str(folder.path))  # the folder the run lives in, wherever --resume pointed
-        start = int(ckpt["epoch"]) + 1
-        s.load_state_dict(ckpt, reseed=cfg.seed + start)
-        history = [GANEpochStats.from_dict(h) for h in ckpt["history"]]
-        elapsed_before = float(ckpt["elapsed_seconds"])
-        folder.remove_temp_files()
-        # Rewritten from the checkpoint's copy rather than truncated: with checkpoint_every > 1
-        # several lines follow one checkpoint, and a kill while appending them would leave a gap
-        # that truncation cannot fill.
-        folder.write_history(h.to_dict() for h in history)
-        folder.write_config(cfg.to_dict())  # more epochs, another device: config.yaml stays the run's config
-        (folder.path / "summary.json").unlink(missing_ok=True)  # unfinished again until the end
-    else:
-        if folder.path.is_dir():
-            folder.path.rmdir()  # empty (open_gan_run checked): RunFolder.create makes it anew
-        folder.create(cfg.to_dict())
-    started = time.perf_counter()
-
-    def checkpoint(epoch: int) -> None:
-        folder.save_checkpoint(
-            "last.pt",
-            {
-                "format": FORMAT,
-                "version": VERSION,
-                "spec": spec.to_dict(),
-                "config": cfg.to_dict(),
-                "epoch": epoch,
-                "class_counts": counts,  # real train counts: what --balance and --ratio refer to
-                "precision": precision.name,
-                "elapsed_seconds": elapsed_before + time.perf_counter() - started,
-                "history": [h.to_dict() for h in history],
-                **s.state_dict(),
-            },
+        wall = elapsed_before + time.perf_counter() - started
+        summary = write_summary(
+            folder, cfg, spec, device, precision, counts, history, wall, None if ckpt is None else start
         )
-
-    fixed_labels = torch.arange(spec.n_classes, device=device).repeat_interleave(GRID_COLUMNS)
-    grids: list[Path] = []
-    pending: list[GANEpochStats] = []  # history lines waiting for the checkpoint that holds them
-    bar = tqdm(
-        range(start, cfg.epochs),
-        desc=f"gan {spec.dataset} {spec.mode}",
-        unit="epoch",
-        disable=not progress,
-        initial=start,
-        total=cfg.epochs,
-        dynamic_ncols=True,
-    )
-    for epoch in bar:
-        t0 = time.perf_counter()
-        batches = epoch_batches(y, spec.n_classes, cfg.batch_size, mode.class_pure_batches, s.gen)
-        stats = train_one_epoch(s, loss, x, y, batches, spec.nz, precision)
-        record = GANEpochStats(epoch=epoch, **stats, seconds=time.perf_counter() - t0)
-        history.append(record)
-        pending.append(record)
-        bar.set_postfix(
-            d=f"{record.loss_d:.3f}",
-            g=f"{record.loss_g:.3f}",
-            Dx=f"{record.d_real:.2f}",
-            DGz=f"{record.d_fake:.2f}",
-            s_ep=f"{record.seconds:.1f}",
-        )
-        last = epoch == cfg.epochs - 1
-        if (epoch + 1) % cfg.sample_every == 0 or last:
-            path = folder.path / "samples" / f"epoch_{epoch:04d}.png"
-            grids.append(save_grid(s.g, spec, s.fixed_noise, fixed_labels, path))
-        if (epoch + 1) % cfg.checkpoint_every == 0 or last:
-            checkpoint(epoch)
-            for r in pending:  # after the checkpoint: the history never runs ahead of it
-                folder.append_history(r.to_dict())
-            pending.clear()
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, record)
-    bar.close()
-
-    wall = elapsed_before + time.perf_counter() - started
-    summary = write_summary(
-        folder, cfg, spec, device, precision, counts, history, wall, None if ckpt is None else start
-    )
-    return GANRunResult(folder.path, folder.path / "last.pt", cfg.epochs, summary, history, grids)
+        return GANRunResult(folder.path, folder.path / "last.pt", cfg.epochs, summary, history, grids)
+    finally:
+        folder.release()  # the run folder's lock
 
 
 def write_summary(

@@ -1,0 +1,134 @@
+"""Where results are written: checked before any work starts, written atomically, never over data.
+
+Every command that writes a file the user names calls `check_output_file` first (a typo in the
+path must not cost an hour of training), and `check_output_dir` for a folder it will create. An
+existing file is replaced only with `overwrite=True` (`--overwrite`); a dataset file of the data
+root never, whatever the flag: those files are the one thing a user cannot regenerate offline.
+`atomic_path` gives writers a temporary name in the target's folder that becomes the target in one
+`os.replace`, so a crash or a full disk leaves the old file (or none), never half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from medmnist_lab.errors import MedMNISTLabError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+class OutputError(MedMNISTLabError):
+    """An output path that cannot or must not be written."""
+
+
+def dataset_files(root: str | os.PathLike[str] | None = None) -> set[Path]:
+    """Resolved paths of every registry file (all datasets, all sizes) under the data root."""
+    from medmnist_lab.data.paths import resolve_root
+    from medmnist_lab.data.registry import list_datasets
+
+    base = resolve_root(root).resolve()
+    return {base / info.filename(size) for info in list_datasets() for size in info.sizes}
+
+
+def _writable_folder(folder: Path, what: str, path: Path) -> None:
+    if not folder.exists():
+        raise OutputError(f"{what} {path}: folder {folder} does not exist; create it first or choose another path")
+    if not folder.is_dir():
+        raise OutputError(f"{what} {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"{what} {path}: folder {folder} is not writable")
+
+
+def check_output_file(
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    suffixes: tuple[str, ...] = (),
+    root: str | os.PathLike[str] | None = None,
+    what: str = "output",
+) -> Path:
+    """`path` if a new file may be written there; else one `OutputError` saying why.
+
+    Checks: the suffix (when `suffixes` is given), not a folder, its folder exists and is writable,
+    not a dataset file of the data root (`root` as --root), and no existing file unless `overwrite`.
+    """
+    path = Path(path)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise OutputError(f"{what} '{path}' must end in {' or '.join(suffixes)}")
+    if path.is_dir():
+        raise OutputError(f"{what} {path} is a folder; give the path of a file to write")
+    _writable_folder(path.parent, what, path)
+    if path.resolve() in dataset_files(root):
+        raise OutputError(
+            f"{what} {path} is a dataset file name in the data root; such files are never written or "
+            "overwritten by an output (choose another path)"
+        )
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise OutputError(f"{what} {path} already exists; pass --overwrite to replace it, or choose another path")
+    return path
+
+
+def check_output_dir(path: str | os.PathLike[str], *, what: str = "output folder") -> Path:
+    """`path` if it is a folder or can be created as one: its nearest existing ancestor is a writable folder."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{what} {path} is a file, not a folder")
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputError(f"{what} {path}: {probe} is a file, so no folder can be created under it")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputError(f"{what} {path}: folder {probe} is not writable")
+    return path
+
+
+def temp_name(path: Path) -> Path:
+    """The temporary name of a write to `path`: hidden, per process, removed by `remove_temp_files`."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it replaces `path`, on any error it is removed.
+
+    A failed write (a full disk: ENOSPC, or EFBIG under a file-size limit) leaves the previous
+    file as it was and raises an `OutputError` that says so.
+    """
+    path = Path(path)
+    tmp = temp_name(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        kept = f"the previous {path.name} is unchanged" if path.exists() else f"nothing was written to {path}"
+        raise OutputError(f"could not write {path} ({exc.strerror or exc}); {kept}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def remove_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove temporary files of writes killed midway (`.NAME.PID.tmp` of dead processes); returns them."""
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp"):
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue  # another live process is writing it right now
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
