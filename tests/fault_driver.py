@@ -6,6 +6,7 @@ FAULT is one of (N counts from 1 within this process):
     none                  no fault
     step:N                during the N-th optimizer step (mid-epoch; N in epoch 0: before any checkpoint)
     history:N             right after the N-th history line is appended, before that epoch's checkpoints
+    hang:N                no kill: sleep for good after the N-th epoch, holding the run folder (for lock tests)
     save-mid:N            during the N-th checkpoint write: its temp file half written
     save-before-replace:N the N-th checkpoint's temp file complete, not yet renamed
     replace-after:N       right after the N-th checkpoint replaced the old one (best.pt before last.pt)
@@ -22,6 +23,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,7 +52,23 @@ def install(fault: str) -> None:
         count["calls"] += 1
         return count["calls"] == n
 
-    if kind == "step":
+    if kind == "hang":
+        real_fit = train.fit
+
+        def fit(*a, **kw):
+            def stop(epoch, record):
+                if epoch + 1 == n:
+                    print("hanging", flush=True)
+                    while True:
+                        time.sleep(60)
+
+            return real_fit(*a, **{**kw, "on_epoch_end": stop})
+
+        train.fit = fit
+        import medmnist_lab.engine as engine
+
+        engine.fit = fit
+    elif kind == "step":
         real_loss = train.task_loss
 
         def task_loss(*a, **kw):

@@ -24,11 +24,17 @@ def _baseline(text: str) -> tuple[str, Any]:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from medmnist_lab.experiments.importer import import_runs
+    from medmnist_lab.errors import MedMNISTLabError
+    from medmnist_lab.experiments.importer import find_runs, import_runs
     from medmnist_lab.experiments.store import ResultStore
 
+    runs = find_runs(args.runs)
+    if not runs:  # before a store is created for nothing
+        raise MedMNISTLabError(
+            f"no finished run folders (holding summary.json) in {', '.join(map(str, args.runs))}; nothing to import"
+        )
     with ResultStore(args.output) as store:
-        report = import_runs(args.runs, store, args.study)
+        report = import_runs(runs, store, args.study)
     for folder, why in report.skipped:
         print(f"skipped {folder}: {why}", file=sys.stderr)
     print(f"imported {len(report.imported)} run(s) into {store.path}")

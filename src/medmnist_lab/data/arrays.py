@@ -67,8 +67,8 @@ def _how_to_get(info: DatasetInfo, size: int, root: Path) -> str:
 
 
 USER_FILE_HINT = (
-    "it is a file you gave (not an official download): it must be an npz archive, e.g. from np.savez, "
-    "holding train_images (N, H, W) or (N, H, W, C) uint8 and train_labels (N, L) integers"
+    "a file given as --train-npz/--synthetic must be an npz archive (e.g. from np.savez) holding "
+    "train_images (N, H, W) or (N, H, W, C) uint8 and train_labels (N, L) integers"
 )
 
 

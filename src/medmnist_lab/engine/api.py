@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -14,9 +13,10 @@ from medmnist_lab.engine.checkpoint import check_compatible, load_checkpoint
 from medmnist_lab.engine.config import RunConfig
 from medmnist_lab.engine.data import load_eval_split
 from medmnist_lab.engine.device import resolve_device, resolve_precision
-from medmnist_lab.engine.evaluation import SplitResult, predict, score_split
+from medmnist_lab.engine.evaluation import SplitResult, check_eval_memory, predict, score_split
 from medmnist_lab.engine.train import build_model
 from medmnist_lab.errors import MedMNISTLabError
+from medmnist_lab.records import write_json
 
 
 @dataclass
@@ -62,6 +62,7 @@ def evaluate(
     info = get_dataset(config.dataset, warn_alias=False)
     check_compatible(state, info.flag, config.size, info.n_classes, f"checkpoint {checkpoint}")
     dev = resolve_device(config.device)
+    check_eval_memory(config, dev)
     precision = resolve_precision(dev, config.amp)
     channels_last = dev.type == "cuda" if config.channels_last is None else config.channels_last
     model = build_model(config, info)
@@ -75,6 +76,6 @@ def evaluate(
 
 
 def save_eval(result: EvalResult) -> Path:
-    out = result.checkpoint.with_name(f"eval_{result.checkpoint.stem}_{result.split}.json")
-    out.write_text(json.dumps(result.to_dict(), indent=2))
-    return out
+    return write_json(
+        result.to_dict(), result.checkpoint.with_name(f"eval_{result.checkpoint.stem}_{result.split}.json")
+    )

@@ -14,6 +14,7 @@ from medmnist_lab.data.registry import DatasetInfo
 from medmnist_lab.engine.batcher import DeviceBatcher
 from medmnist_lab.engine.config import RunConfig
 from medmnist_lab.engine.device import Precision, autocast
+from medmnist_lab.memory import check_fits
 from medmnist_lab.metrics.extra import extra_metrics
 from medmnist_lab.metrics.official import Metrics, official_metrics, scores_from_logits
 from medmnist_lab.metrics.submission import write_submission
@@ -24,6 +25,24 @@ def eval_batch_size(config: RunConfig) -> int:
         return config.eval_batch_size
     # ~1024 at 28 px, scaled by pixel count so activations stay bounded at 128/224 px.
     return max(16, int(1024 * (28 / config.size) ** 2))
+
+
+def check_eval_memory(config: RunConfig, device: torch.device) -> None:
+    """Refuse an evaluation batch whose activations cannot fit in host memory (CPU runs only).
+
+    A rough upper bound per image: three live feature maps of the widest early stage (4x the base
+    width for the bottleneck ResNet-50) at full resolution, in fp32.
+    """
+    if device.type != "cpu":
+        return
+    expansion = 4 if "50" in config.model else 1
+    per_image = 3 * expansion * config.width * config.size**2 * 4
+    batch = eval_batch_size(config)
+    check_fits(
+        batch * per_image,
+        f"an evaluation batch of {batch} images at {config.size} px ({config.model}, width {config.width})",
+        "lower --eval-batch-size",
+    )
 
 
 @torch.inference_mode()

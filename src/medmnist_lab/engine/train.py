@@ -24,7 +24,7 @@ from medmnist_lab.engine.checkpoint import RESUME_KEYS, check_compatible, check_
 from medmnist_lab.engine.config import RunConfig
 from medmnist_lab.engine.data import TrainData, load_eval_split, load_train_data
 from medmnist_lab.engine.device import Precision, autocast, resolve_device, resolve_precision
-from medmnist_lab.engine.evaluation import SplitResult, predict, score_split
+from medmnist_lab.engine.evaluation import SplitResult, check_eval_memory, predict, score_split
 from medmnist_lab.engine.runfolder import RunFolder
 from medmnist_lab.engine.runinfo import environment_info, run_dir_for
 from medmnist_lab.engine.schedule import build_optimizer, build_scheduler
@@ -309,24 +309,25 @@ def fit(
     interrupt; studies use it to prune).
     """
     info = get_dataset(config.dataset, warn_alias=False)  # config is validated: dataset is a flag
+    check_eval_memory(config, resolve_device(config.device))
+    # The session (model, data) first: a bad data file or subset fails before a run folder exists.
+    s = build_session(config, info)
     folder, state = open_run(config, info, resume)
     try:
-        return _fit_claimed(config, info, folder, state, progress, keep, on_epoch_end)
+        return _fit_claimed(s, folder, state, progress, keep, on_epoch_end)
     finally:
         folder.release()
 
 
 def _fit_claimed(
-    config: RunConfig,
-    info: DatasetInfo,
+    s: Session,
     folder: RunFolder,
     state: dict[str, Any] | None,
     progress: bool,
     keep: str,
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
 ) -> RunResult:
-    run_dir = folder.path
-    s = build_session(config, info)
+    run_dir, config, info = folder.path, s.config, s.info
     if state is not None:
         s.load_state_dict(state)
         folder.remove_temp_files()
