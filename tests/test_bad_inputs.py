@@ -181,6 +181,13 @@ CASES: list[tuple[str, list[str], str, str | None]] = [
     ("study-unknown", ["study", "run", "nosuchstudy"], "nosuchstudy", None),
     ("study-bad-spec", ["study", "run", "{ws}/bad.yaml", "-o", "{ws}/st"], "epochz", None),
     ("study-set-nan", ["study", "run", "{ws}/spec.yaml", "--set", "lr=nan", "--dry-run", "-o", "{ws}/st"], "nan", None),
+    (
+        "study-trials-grid",
+        ["study", "run", "{ws}/spec.yaml", "--trials", "3", "--dry-run", "-o", "{ws}/st"],
+        "--trials",
+        None,
+    ),
+    ("study-seeds", ["study", "run", "{ws}/spec.yaml", "--seeds", "-1", "--dry-run", "-o", "{ws}/st"], "-1", None),
     ("study-workers", ["study", "run", "{ws}/spec.yaml", "--workers", "0"], "0", None),
     ("results-table-missing", ["results", "table", "{ws}/no-study"], "no-study", None),
     ("results-import-nothing", ["results", "import", "{ws}/adir", "-o", "{ws}/imp"], "adir", None),

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from medmnist_lab.cli.common import KEEP_CHOICES, add_command, add_group, positive_int
+from medmnist_lab.cli.common import KEEP_CHOICES, add_command, add_group, positive_int, seed_int
 
 
 def _format_seconds(s: float) -> str:
@@ -147,7 +147,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--address", default=None, help="Ray cluster to join: auto or HOST:PORT (default: a local Ray)")
     p.add_argument("--dry-run", action="store_true", help="list the cells with an estimated time; run nothing")
     p.add_argument("--datasets", nargs="+", default=None, metavar="FLAG", help="replace the dataset axis")
-    p.add_argument("--seeds", nargs="+", type=int, default=None, metavar="N", help="replace the seed axis")
+    p.add_argument("--seeds", nargs="+", type=seed_int, default=None, metavar="N", help="replace the seed axis")
     p.add_argument("--trials", type=positive_int, default=None, help="trials per search (specs with range axes)")
     p.add_argument(
         "--set",

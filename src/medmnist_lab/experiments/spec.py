@@ -265,6 +265,8 @@ def apply_overrides(
     if seeds is not None and len(seeds):
         axes["seed"] = list(seeds)
         base.pop("seed", None)
+    if trials is not None and not ranges:  # said, not ignored: a grid has no trials to count
+        raise MedMNISTLabError(f"--trials {trials} applies to searches (specs with range axes); {spec.name} is a grid")
     return dataclasses.replace(
         spec, base=base, axes=axes, ranges=ranges, trials=(trials or spec.trials) if ranges else None
     )
