@@ -173,11 +173,19 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(synthetic_root, tm
         return loss * float("nan") if calls["n"] > steps_per_epoch else loss
 
     monkeypatch.setattr(train_mod, "task_loss", poisoned)
-    with pytest.raises(TrainingError, match=r"non-finite|nan"):
+    with pytest.raises(TrainingError, match=r"became nan in epoch 1; .* kept at .*last\.pt \(epoch 0"):
         fit(tiny_config("breastmnist", synthetic_root, tmp_path, name="nan", epochs=3), progress=False)
     last = load_checkpoint(tmp_path / "breastmnist_28" / "resnet18" / "nan" / "last.pt")
     assert last["epoch"] == 0
     assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
+    # In the first epoch there is no checkpoint to promise; the folder can be started again in place.
+    calls["n"] = 10**6
+    with pytest.raises(TrainingError, match="no checkpoint was written"):
+        fit(tiny_config("breastmnist", synthetic_root, tmp_path, name="nan0", epochs=3), progress=False)
+    assert not (tmp_path / "breastmnist_28" / "resnet18" / "nan0" / "last.pt").exists()
+    monkeypatch.setattr(train_mod, "task_loss", real_loss)
+    again = fit(tiny_config("breastmnist", synthetic_root, tmp_path, name="nan0", epochs=1), progress=False)
+    assert again.best_epoch == 0
 
 
 def test_bad_names_list_valid_choices(synthetic_root, tmp_path):
