@@ -148,6 +148,25 @@ CASES: list[tuple[str, list[str], str, str | None]] = [
     ("evaluate-split", ["evaluate", "{ws}/" + RUN + "/best.pt", "--split", "nope"], "nope", None),
     ("evaluate-dataset", ["evaluate", "{ws}/" + RUN + "/best.pt", "--dataset", "retinamnist"], "retinamnist", None),
     ("evaluate-gan-checkpoint", ["evaluate", "{ws}/" + GAN], "not a medmnist-lab checkpoint", None),
+    # predict and export
+    ("predict-text", ["predict", "{ws}/text.pt", "{ws}/existing.png"], "text file", "download"),
+    ("predict-no-inputs", ["predict", "{ws}/" + RUN + "/best.pt", "{ws}/adir"], "adir", None),
+    (
+        "predict-exists",
+        ["predict", "{ws}/" + RUN + "/best.pt", "{ws}/existing.png", "-o", "{ws}/existing.json"],
+        "exists",
+        None,
+    ),
+    ("predict-suffix", ["predict", "{ws}/" + RUN + "/best.pt", "{ws}/existing.png", "-o", "{ws}/p.txt"], "p.txt", None),
+    ("predict-batch", ["predict", "{ws}/" + RUN + "/best.pt", "{ws}/existing.png", "--batch-size", "0"], "0", None),
+    ("export-format", ["export", "{ws}/" + RUN + "/best.pt", "--format", "tflite"], "tflite", None),
+    ("export-partial", ["export", "{ws}/partial.pt", "--format", "onnx", "-o", "{ws}/p.onnx"], "lacks", None),
+    (
+        "export-exists",
+        ["export", "{ws}/" + RUN + "/best.pt", "--format", "onnx", "-o", "{ws}/existing.json"],
+        ".onnx",
+        None,
+    ),
     # gan
     ("gan-multilabel", ["gan", "train", "chestmnist", *ROOT, "--out", "{ws}/g1"], "chestmnist", None),
     ("gan-mode", ["gan", "train", "breastmnist", "--mode", "nosuch", *ROOT, "--out", "{ws}/g1"], "nosuch", None),

@@ -390,6 +390,9 @@ def _fit_claimed(
     bar.close()
     result = finish(s, run_dir, resumed_from=None if state is None else state["epoch"] + 1)
     folder.apply_retention(keep)
+    from medmnist_lab.deploy.card import write_model_card  # (deploy imports the engine)
+
+    write_model_card(run_dir)
     return result
 
 

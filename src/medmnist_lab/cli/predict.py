@@ -1,0 +1,129 @@
+"""`medmnist-lab predict` and `medmnist-lab export`: use a trained model outside its run folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from medmnist_lab.cli.common import add_overwrite, output_path, positive_int
+from medmnist_lab.cli.main import HelpFormatter
+
+PREDICT_EPILOG = """\
+inputs:
+  PNG, JPEG, TIFF, BMP files (8 or 16 bit; grayscale, RGB, RGBA, palette, CMYK), folders (searched
+  recursively for those, .dcm and .npz files), npz files of the official layout (every split's
+  images, named FILE.npz#split/index), and DICOM files with the dicom extra (pydicom).
+  Each image is converted as the model's training data was: 8-bit, its dataset's channel count,
+  resized to the model's size with antialiased bicubic if it is not already that size, then
+  normalised with the mean/std stored in the model. See docs/deploy.md.
+
+output:
+  one row per image: path, predicted label (multi-label: every label at or above 0.5), the
+  probability of every class, and a note on any conversion. CSV (default; to stdout without -o)
+  or JSON (-o FILE.json). Unreadable files are listed on stderr with the reason and skipped.
+
+exit code: 0 every input predicted, 1 some inputs could not be read (the rest are written),
+  2 a usage error (bad model, no inputs, an output that exists).
+
+examples:
+  medmnist-lab predict runs/breastmnist_28/resnet18/NAME/best.pt scans/ -o predictions.csv
+  medmnist-lab predict best.onnx image.png --tta
+  medmnist-lab predict best.pt scans/ --explain cams/      # Grad-CAM overlays (explain extra)
+"""
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from medmnist_lab.deploy.predict import predict_files, write_report
+    from medmnist_lab.deploy.predictor import Predictor, TorchPredictor
+    from medmnist_lab.errors import MedMNISTLabError
+    from medmnist_lab.outputs import check_output_dir
+
+    if args.output is not None:
+        output_path(args.output, args, (".csv", ".json"))
+        if args.format is not None:
+            raise MedMNISTLabError("--format chooses what goes to stdout; with -o the file's suffix (.csv/.json) does")
+    if args.explain is not None:
+        check_output_dir(args.explain, what="--explain")
+    if args.device is not None and args.checkpoint.suffix.lower() == ".onnx":
+        raise MedMNISTLabError("--device applies to PyTorch checkpoints; .onnx models run on the CPU here")
+    predictor = Predictor.load(args.checkpoint, args.device or "cpu")
+    on_batch = None
+    if args.explain is not None:
+        if not isinstance(predictor, TorchPredictor):
+            raise MedMNISTLabError("--explain needs a PyTorch checkpoint (.pt), not an exported .onnx file")
+        from medmnist_lab.deploy.explain import Explainer
+
+        args.explain.mkdir(parents=True, exist_ok=True)
+        on_batch = Explainer(predictor, args.explain)
+    report = predict_files(predictor, args.inputs, tta=args.tta, batch_size=args.batch_size, on_batch=on_batch)
+    for path, why in report.failed:
+        print(f"skipped {path}: {why}", file=sys.stderr)
+    if not report.predictions and not report.failed:
+        found = ", ".join(map(str, args.inputs))
+        raise MedMNISTLabError(f"no image, DICOM or npz files found in {found}; see `medmnist-lab predict --help`")
+    model = {k: v for k, v in predictor.info.to_dict().items() if k != "config"}
+    model["source"] = str(args.checkpoint)
+    if args.output is None:
+        text = report.to_csv() if args.format != "json" else json.dumps(report.to_dict(model), indent=2) + "\n"
+        sys.stdout.write(text)
+    else:
+        write_report(report, args.output, model)
+    where = f" -> {args.output}" if args.output else ""
+    cams = f"; Grad-CAM overlays in {args.explain}" if args.explain else ""
+    print(f"predicted {len(report.predictions)} image(s), {len(report.failed)} skipped{where}{cams}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from medmnist_lab.deploy.export import SUFFIXES, default_output, export_model
+
+    out = args.output or default_output(args.checkpoint, args.format)
+    output_path(out, args, (SUFFIXES[args.format],))
+    path, info = export_model(args.checkpoint, args.format, out)
+    print(
+        f"wrote {path}: {info.dataset} {info.size} px, {info.channels} channel(s), {len(info.label_names)} "
+        f"classes; input float32 (N, {info.channels}, {info.size}, {info.size}) pixel values 0..255, "
+        "output probabilities"
+    )
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="apply a trained model to image files, folders or npz files",
+        description="Predict the class of each image with a checkpoint (best.pt) or an exported .onnx model.",
+        epilog=PREDICT_EPILOG,
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("checkpoint", type=Path, metavar="MODEL", help="best.pt/last.pt of a run, or an exported .onnx")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files, folders or .npz files")
+    p.add_argument("-o", "--output", type=Path, default=None, help="write .csv or .json here (default: CSV to stdout)")
+    p.add_argument("--format", choices=("csv", "json"), default=None, help="stdout format without -o (default csv)")
+    p.add_argument("--tta", action="store_true", help="average each image with its horizontal mirror")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="images per forward pass")
+    p.add_argument("--device", default=None, help="cpu, cuda or mps (PyTorch checkpoints; default cpu)")
+    p.add_argument("--explain", type=Path, default=None, metavar="DIR", help="write a Grad-CAM overlay per image here")
+    add_overwrite(p)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "export",
+        help="export a checkpoint to ONNX or TorchScript, with its metadata inside",
+        description=(
+            "Write a checkpoint as one self-describing file: the graph takes float32 pixel values 0..255\n"
+            "(N, C, S, S; any N), normalises them as in training and returns probabilities. Label names,\n"
+            "image size, channels, mean/std, task, dataset, the run's metrics and its config hash are stored\n"
+            "in it (ONNX metadata_props / a TorchScript extra file, key 'medmnist_lab', JSON)."
+        ),
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("checkpoint", type=Path, help="best.pt or last.pt of a run")
+    p.add_argument("--format", choices=("onnx", "torchscript"), required=True, help="file format")
+    p.add_argument(
+        "-o", "--output", type=Path, default=None, help="default: beside the checkpoint (.onnx / .torchscript.pt)"
+    )
+    add_overwrite(p)
+    p.set_defaults(func=cmd_export)

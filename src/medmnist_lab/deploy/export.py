@@ -1,0 +1,101 @@
+"""`export`: a checkpoint as a self-describing ONNX or TorchScript file.
+
+The exported graph is the whole inference path: input float32 (N, C, S, S) holding the pixel
+values 0..255 (the uint8 images as floats; any batch size), normalised inside exactly as the
+training engine does (x / 255 - mean) / std, then the network, then softmax (single-label) or
+sigmoid (multi-label, and one-logit binary heads): output (N, K) probabilities. What the model is
+(`ModelInfo`: dataset, task, label names, size, channels, mean/std, the run's metrics, config and
+its hash) goes inside the file: ONNX `metadata_props` / a TorchScript extra file, both under the
+key `medmnist_lab`, as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from medmnist_lab.deploy.predictor import METADATA_KEY, ModelInfo, info_from_checkpoint
+from medmnist_lab.errors import MedMNISTLabError
+from medmnist_lab.outputs import atomic_path
+
+FORMATS = ("onnx", "torchscript")
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
+
+
+class Deployable(nn.Module):
+    """Pixels 0..255 -> probabilities, with the engine's normalisation and score function."""
+
+    def __init__(self, model: nn.Module, info: ModelInfo) -> None:
+        super().__init__()
+        self.model = model
+        self.scale = 1.0 / (255.0 * info.std)  # the batcher's x * scale + shift
+        self.shift = -info.mean / info.std
+        self.sigmoid = info.multilabel or len(info.label_names) == 1
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        logits = self.model(images * self.scale + self.shift)
+        return torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, dim=1)
+
+
+def default_output(checkpoint: Path, fmt: str) -> Path:
+    return checkpoint.with_name(f"{checkpoint.stem}.{'onnx' if fmt == 'onnx' else 'torchscript.pt'}")
+
+
+def export_model(checkpoint: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str]) -> tuple[Path, ModelInfo]:
+    """Write `checkpoint` as `fmt` to `out` (atomically); returns the file and what it holds."""
+    from medmnist_lab.engine.api import load_model
+
+    if fmt not in FORMATS:
+        raise MedMNISTLabError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    checkpoint, out = Path(checkpoint), Path(out)
+    model, state = load_model(checkpoint, "cpu")
+    info = info_from_checkpoint(state, checkpoint)
+    wrapper = Deployable(model, info).eval()
+    example = torch.full((2, info.channels, info.size, info.size), 127.0)
+    meta = json.dumps(info.to_dict())
+    with atomic_path(out) as tmp:
+        if fmt == "onnx":
+            _export_onnx(wrapper, example, tmp, meta)
+        else:
+            with torch.no_grad(), warnings.catch_warnings():
+                # torch.jit is deprecated upstream in favour of torch.export; the file format still
+                # loads everywhere TorchScript does, which is why it is offered (ONNX is preferred).
+                warnings.simplefilter("ignore", FutureWarning)
+                traced = torch.jit.trace(wrapper, example)
+                torch.jit.save(traced, str(tmp), _extra_files={f"{METADATA_KEY}.json": meta})
+    return out, info
+
+
+def _export_onnx(wrapper: nn.Module, example: torch.Tensor, path: Path, meta: str) -> None:
+    try:
+        import onnx
+    except ImportError:
+        raise MedMNISTLabError("ONNX export needs the onnx extra: pip install 'medmnist-lab[onnx]'") from None
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.onnx.export(
+        wrapper,
+        (example,),
+        input_names=["images"],
+        output_names=["probabilities"],
+        dynamic_shapes={"images": {0: batch}},
+        dynamo=True,
+        verbose=False,
+    )
+    proto = program.model_proto
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, meta
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+
+
+def read_torchscript_info(path: str | os.PathLike[str]) -> ModelInfo:
+    files = {f"{METADATA_KEY}.json": ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.load(str(path), map_location="cpu", _extra_files=files)
+    return ModelInfo.from_dict(json.loads(files[f"{METADATA_KEY}.json"]))
