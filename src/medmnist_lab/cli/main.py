@@ -25,7 +25,7 @@ from medmnist_lab.errors import MedMNISTLabError
 
 # Command groups, in the order `--help` lists them. Modules are imported lazily so that
 # `medmnist-lab datasets list` does not pay for importing the training stack.
-GROUPS: tuple[str, ...] = ("datasets", "train", "evaluate", "predict", "augment", "gan", "study", "results")
+GROUPS: tuple[str, ...] = ("datasets", "train", "evaluate", "predict", "augment", "gan", "study", "results", "report")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

@@ -62,6 +62,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"interrupted: rerun the same command to resume (results so far in {study_dir})", file=sys.stderr)
         return 130
     print(f"results: medmnist-lab results table {study_dir}")
+    if args.report and report.done + report.skipped:
+        from medmnist_lab.report.site import build_report
+
+        built = build_report([study_dir], study_dir / "report", progress=not args.no_progress)
+        print(f"report: {built.index}")
     return 1 if report.still_failed else 0
 
 
@@ -162,6 +167,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--max-attempts", type=positive_int, default=3, help="attempts per cell before giving up")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--report", action="store_true", help="write or refresh STUDY/report/ (HTML) when the study ends")
     p.set_defaults(func=cmd_run)
     p = add_command(cmds, "list", "built-in studies with their cell counts")
     p.set_defaults(func=cmd_list)

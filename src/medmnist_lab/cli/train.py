@@ -75,7 +75,7 @@ OVERRIDES: dict[str, tuple[type | object, str]] = {
 
 # Options that may go with --resume: extending the run (--epochs), where its data is and what it
 # runs on, and how this process behaves. Every other option would change the run: an error.
-RESUME_OPTIONS = ("epochs", "root", "device", "keep", "no_progress")
+RESUME_OPTIONS = ("epochs", "root", "device", "keep", "no_progress", "report", "log")
 
 
 def resumed_config(args: argparse.Namespace):
@@ -111,12 +111,14 @@ def resumed_config(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> int:
     from medmnist_lab.augment import parse_magnitudes
     from medmnist_lab.engine import fit, resolve_config
+    from medmnist_lab.engine.trackers import make_trackers
     from medmnist_lab.errors import MedMNISTLabError
     from medmnist_lab.outputs import check_output_dir
 
+    trackers = make_trackers(args.log)
     if args.resume is not None:
         config = resumed_config(args)
-        result = fit(config, resume=args.resume, progress=not args.no_progress, keep=args.keep)
+        result = fit(config, resume=args.resume, progress=not args.no_progress, keep=args.keep, trackers=trackers)
     else:
         if args.dataset is None:
             raise MedMNISTLabError("give a DATASET to train on (or --resume RUN_DIR); see `medmnist-lab datasets list`")
@@ -145,12 +147,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             augment_params=parse_magnitudes(args.augment_set) or None,
             **overrides,
         )
-        result = fit(config, progress=not args.no_progress, keep=args.keep)
+        result = fit(config, progress=not args.no_progress, keep=args.keep, trackers=trackers)
     m = result.summary.metrics
     print(f"\nrun: {result.run_dir}   best epoch: {result.best_epoch}   wall: {result.summary.wall_seconds:.1f}s")
     print(f"{'split':<6} {'AUC':>7} {'ACC':>7}")
     for split in ("train", "val", "test"):
         print(f"{split:<6} {m[split].auc:7.4f} {m[split].acc:7.4f}")
+    if args.report:
+        from medmnist_lab.report.site import build_report
+
+        built = build_report([result.run_dir], result.run_dir / "report", root=config.root, progress=False)
+        print(f"report: {built.index}")
     return 0
 
 
@@ -234,5 +241,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="checkpoints kept when the run ends: both; best (weights only, ~1/3 the size); last",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+    p.add_argument("--report", action="store_true", help="write RUN_DIR/report/ (HTML with every plot) when done")
+    p.add_argument(
+        "--log",
+        action="append",
+        choices=("tensorboard", "mlflow"),
+        default=[],
+        help="also log to TensorBoard (RUN_DIR/tensorboard) or MLflow ($MLFLOW_TRACKING_URI, else ./mlruns); "
+        "repeatable",
+    )
     add_root(p)
     p.set_defaults(func=cmd_train)

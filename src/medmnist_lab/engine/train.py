@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from medmnist_lab.engine.runinfo import environment_info, run_dir_for
 from medmnist_lab.engine.schedule import build_optimizer, build_scheduler
 from medmnist_lab.engine.summary import RunSummary, SplitMetrics
 from medmnist_lab.engine.tasks import dense_targets, task_loss
+from medmnist_lab.engine.trackers import Tracker
 from medmnist_lab.errors import MedMNISTLabError
 from medmnist_lab.models import create_model
 
@@ -299,6 +300,7 @@ def fit(
     progress: bool = True,
     keep: str = "both",
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+    trackers: Sequence[Tracker] = (),
 ) -> RunResult:
     """Train a classifier as `config` says and return its final metrics.
 
@@ -314,8 +316,12 @@ def fit(
     s = build_session(config, info)
     folder, state = open_run(config, info, resume)
     try:
-        return _fit_claimed(s, folder, state, progress, keep, on_epoch_end)
+        for t in trackers:
+            t.start(folder.path, config.to_dict())
+        return _fit_claimed(s, folder, state, progress, keep, on_epoch_end, trackers)
     finally:
+        for t in trackers:
+            t.close()
         folder.release()
 
 
@@ -326,6 +332,7 @@ def _fit_claimed(
     progress: bool,
     keep: str,
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
+    trackers: Sequence[Tracker] = (),
 ) -> RunResult:
     run_dir, config, info = folder.path, s.config, s.info
     if state is not None:
@@ -385,6 +392,8 @@ def _fit_claimed(
             best=f"{s.best_auc:.4f}@{s.best_epoch}",
             img_s=f"{record['images_per_s']:.0f}",
         )
+        for t in trackers:
+            t.epoch(epoch, record)
         if on_epoch_end is not None:
             on_epoch_end(epoch, record)
     bar.close()
@@ -393,6 +402,8 @@ def _fit_claimed(
     from medmnist_lab.deploy.card import write_model_card  # (deploy imports the engine)
 
     write_model_card(run_dir)
+    for t in trackers:
+        t.finish(result.summary)
     return result
 
 

@@ -1,0 +1,84 @@
+"""One plot style for every figure of a report: the Okabe-Ito palette (distinguishable with every
+common colour-vision deficiency), text readable at 100% zoom, PNG for the page and SVG beside it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display, no GUI toolkit
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+from PIL import Image
+
+# Okabe & Ito (2008), "Color Universal Design": black first for single series.
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+DPI = 110
+P = ParamSpec("P")
+R = TypeVar("R")
+
+RC = {
+    "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "legend.fontsize": 9,
+    "legend.frameon": False,
+    "figure.dpi": DPI,
+    "savefig.bbox": "tight",
+    "svg.fonttype": "none",  # text stays text in the SVG
+}
+
+
+def styled(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run a plotting function under the report style (labels and titles read it when drawn)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with plt.rc_context(RC):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def figure(width: float = 5.5, height: float = 3.6, ncols: int = 1) -> tuple[Figure, list]:
+    fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
+    return fig, list(axes[0])
+
+
+@dataclass(frozen=True)
+class Fig:
+    """A figure of a page: its caption, PNG file (under assets/), SVG file if any, full width or not."""
+
+    caption: str
+    png: str
+    svg: str | None = None
+    wide: bool = False
+
+
+def save(fig: Figure, folder: Path, name: str, caption: str, wide: bool = False) -> Fig:
+    """`name.png` and `name.svg` in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with plt.rc_context(RC):
+        fig.savefig(folder / f"{name}.png", dpi=DPI)
+        fig.savefig(folder / f"{name}.svg")
+    plt.close(fig)
+    return Fig(caption, f"{name}.png", f"{name}.svg", wide)
+
+
+def save_image(image: Image.Image, folder: Path, name: str, caption: str, wide: bool = False) -> Fig:
+    """A picture that is not a plot (an image grid): PNG only."""
+    folder.mkdir(parents=True, exist_ok=True)
+    image.save(folder / f"{name}.png")
+    return Fig(caption, f"{name}.png", None, wide)
