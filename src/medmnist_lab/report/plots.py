@@ -17,7 +17,7 @@ from medmnist_lab.report.style import PALETTE, figure, styled
 @styled
 def learning_curves(history: Sequence[dict[str, Any]]) -> Figure:
     """Train loss, validation AUC/ACC and the learning rate against the epoch."""
-    fig, (ax_loss, ax_val, ax_lr) = figure(3.8, 3.0, ncols=3)
+    fig, (ax_loss, ax_val, ax_lr) = figure(3.8, 3.0, ncols=3, margins={"left": 0.06, "right": 0.98, "bottom": 0.17})
     epochs = [h["epoch"] for h in history]
     ax_loss.plot(epochs, [h.get("train_loss") for h in history], marker=".")
     ax_loss.set(title="training loss", xlabel="epoch")
@@ -29,7 +29,6 @@ def learning_curves(history: Sequence[dict[str, Any]]) -> Figure:
     ax_val.legend()
     ax_lr.plot(epochs, [h.get("lr") for h in history], color=PALETTE[2], marker=".")
     ax_lr.set(title="learning rate (epoch start)", xlabel="epoch")
-    fig.tight_layout()
     return fig
 
 
@@ -64,7 +63,7 @@ def confusion(matrix: Sequence[Sequence[int]], names: Sequence[str]) -> Figure:
     rows = cm.sum(axis=1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
     size = max(3.4, 0.55 * len(names) + 1.8)
-    fig, axes = figure(size, size * 0.85, ncols=2)
+    fig, axes = figure(size, size * 0.85, ncols=2, margins={"left": 0.2, "bottom": 0.3, "wspace": 0.7})
     short = [n[:14] for n in names]
     for ax, data, title, fmt in ((axes[0], cm, "counts", "{:.0f}"), (axes[1], norm, "row-normalised", "{:.2f}")):
         ax.imshow(data, cmap="Blues", vmin=0)
@@ -78,7 +77,6 @@ def confusion(matrix: Sequence[Sequence[int]], names: Sequence[str]) -> Figure:
                 for j in range(len(names)):
                     colour = "white" if data[i, j] > top / 2 else "black"
                     ax.text(j, i, fmt.format(data[i, j]), ha="center", va="center", fontsize=8, color=colour)
-    fig.tight_layout()
     return fig
 
 
@@ -113,7 +111,7 @@ def per_class(per_class: dict[str, dict[str, Any]]) -> Figure:
     """Precision and recall of each class (or label): summary.json's name -> {precision, recall, ...}."""
     names = [name[:18] for name in per_class]
     stats = list(per_class.values())
-    fig, (ax,) = figure(max(4.5, 0.6 * len(names) + 2), 3.4)
+    fig, (ax,) = figure(max(4.5, 0.6 * len(names) + 2), 3.4, margins={"bottom": 0.3})
     x = np.arange(len(names))
     ax.bar(x - 0.2, [c["precision"] for c in stats], width=0.4, label="precision", color=PALETTE[0])
     ax.bar(x + 0.2, [c["recall"] for c in stats], width=0.4, label="recall", color=PALETTE[1])
@@ -127,7 +125,7 @@ def per_class(per_class: dict[str, dict[str, Any]]) -> Figure:
 @styled
 def metric_by_group(groups: Sequence[dict[str, Any]], metric: str, title: str) -> Figure:
     """Mean with its 95% CI per group (method), and the reference values as markers."""
-    fig, (ax,) = figure(max(4.5, 0.9 * len(groups) + 2), 3.6)
+    fig, (ax,) = figure(max(4.5, 0.9 * len(groups) + 2), 4.0, margins={"bottom": 0.34})
     x = np.arange(len(groups))
     means = [g["mean"] for g in groups]
     low = [g["mean"] - g["ci_low"] if math.isfinite(g["ci_low"]) else 0 for g in groups]
@@ -150,7 +148,7 @@ def metric_by_group(groups: Sequence[dict[str, Any]], metric: str, title: str) -
 @styled
 def resolution_curve(points: Sequence[dict[str, Any]], metric: str, title: str) -> Figure:
     """Metric (mean, 95% CI) against image size, training time per run on a second axis."""
-    fig, (ax,) = figure(5.0, 3.6)
+    fig, (ax,) = figure(5.0, 3.6, margins={"right": 0.84})
     by_model: dict[str, list[dict[str, Any]]] = {}
     for p in points:
         by_model.setdefault(p["model"], []).append(p)
@@ -206,7 +204,7 @@ def mistakes(images, truth: np.ndarray, scores: np.ndarray, names: Sequence[str]
     wrong = wrong[np.argsort(-conf[wrong], kind="stable")][:limit]
     cols = 6
     rows = max(1, -(-len(wrong) // cols))
-    fig, (ax,) = figure(cols * 1.45, rows * 1.75)
+    fig, (ax,) = figure(cols * 1.45, rows * 1.75, margins={"left": 0.01, "right": 0.99, "bottom": 0.01, "top": 0.99})
     ax.axis("off")
     if len(wrong) == 0:
         ax.text(0.5, 0.5, "no misclassified test images", ha="center", va="center")
@@ -223,5 +221,4 @@ def mistakes(images, truth: np.ndarray, scores: np.ndarray, names: Sequence[str]
         label = f"{names[truth[i]][:9]}→{names[pred[i]][:9]}\n{conf[i]:.2f}"
         ax.text(x + w / 2, y - gap * 0.2, label, ha="center", va="bottom", fontsize=6)
     ax.imshow(mosaic, interpolation="nearest")
-    fig.tight_layout()
     return fig

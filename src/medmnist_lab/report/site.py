@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import html
 import math
+import multiprocessing
 import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from medmnist_lab.report.studies import StudyPage, draw_study, read_study
 from medmnist_lab.report.style import Fig
 
 ASSETS = Path(__file__).with_name("assets")
+PARALLEL_FROM = 6  # fewer run pages than this are drawn in this process: starting workers costs more
 
 
 @dataclass
@@ -85,7 +88,11 @@ def build_report(
     *,
     root: str | None = None,
     progress: bool = True,
+    workers: int | None = None,
 ) -> BuildResult:
+    """Build the site in `out` (pages refreshed in place). `workers`: processes drawing run pages
+    (default: one per CPU core; 1 draws in this process)."""
+    workers = workers or os.cpu_count() or 1
     started = time.perf_counter()
     out = Path(out)
     run_dirs, study_paths = discover(paths)
@@ -108,10 +115,21 @@ def build_report(
             if r.run_dir and Path(r.run_dir).is_dir() and str(Path(r.run_dir).resolve()) not in seen:
                 seen.add(str(Path(r.run_dir).resolve()))
                 run_dirs.append(Path(r.run_dir))
-    for d in tqdm(run_dirs, desc="run pages", unit="run", disable=not progress):
-        page = read_run(d, slug_for(d, taken))
-        draw_run(page, assets, root, cache)
-        result.runs.append(page)
+    jobs = [(d, slug_for(d, taken)) for d in run_dirs]
+    bar = tqdm(total=len(jobs), desc="run pages", unit="run", disable=not progress)
+    if workers > 1 and len(jobs) >= PARALLEL_FROM:
+        # Figures are CPU-bound matplotlib work: one process per core. Spawned, not forked: the
+        # parent may hold torch's OpenMP threads, which a fork would copy in a broken state.
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx) as pool:
+            for page in pool.map(_run_page, jobs, [assets] * len(jobs), [root] * len(jobs), chunksize=4):
+                result.runs.append(page)
+                bar.update()
+    else:
+        for job in jobs:
+            result.runs.append(_run_page(job, assets, root, cache))
+            bar.update()
+    bar.close()
     by_dir = {str(p.path.resolve()): p.slug for p in result.runs}
     for page in studies:
         draw_study(page, assets, root)
@@ -128,6 +146,15 @@ def build_report(
     _write(out / "index.html", index_html(result))
     result.seconds = time.perf_counter() - started
     return result
+
+
+_WORKER_CACHE: dict[str, Any] = {}  # per process: a dataset's test split and montage, loaded once
+
+
+def _run_page(job: tuple[Path, str], assets: Path, root: str | None, cache: dict[str, Any] | None = None) -> RunPage:
+    page = read_run(*job)
+    draw_run(page, assets, root, _WORKER_CACHE if cache is None else cache)
+    return page
 
 
 def _write(path: Path, text: str) -> None:
