@@ -4,7 +4,8 @@
 every epoch's checkpoint, and `finish` with the summary. What is logged:
 - parameters: the resolved config (MLflow params; TensorBoard hparams and a config text);
 - per epoch: train/loss, val/auc, val/acc, lr, images_per_s (step = the 0-based epoch);
-- final: {train,val,test}/{auc,acc} of the best-validation checkpoint, best_epoch, wall time;
+- final: {train,val,test}/{auc,acc} of the best-validation checkpoint, best_epoch, wall time
+  (TensorBoard `final/...`, MLflow `final_...`);
 - artefacts (MLflow): config.yaml, history.jsonl, summary.json, the model card.
 TensorBoard writes `{run_dir}/tensorboard/` (the official script's users point `tensorboard
 --logdir` at it); MLflow writes to $MLFLOW_TRACKING_URI, else a local ./mlruns store.
@@ -121,7 +122,8 @@ class MLflowTracker:
         )
 
     def finish(self, summary: Any) -> None:
-        self.mlflow.log_metrics({k.replace("/", "_"): v for k, v in final_metrics(summary).items()})
+        # "final_" keeps them apart from the per-epoch series of the same name (val_auc, ...)
+        self.mlflow.log_metrics({"final_" + k.replace("/", "_"): v for k, v in final_metrics(summary).items()})
         assert self.run_dir is not None
         for name in ("config.yaml", "history.jsonl", "summary.json", "model_card.md", "model_card.json"):
             if (self.run_dir / name).is_file():

@@ -344,9 +344,9 @@ def index_html(result: BuildResult) -> str:
     studies = [page.row() | {"_slug": page.slug} for page in result.studies]
     runs = [page.row() | {"_slug": page.slug} for page in result.runs]
     body = (
-        "<section><h2>Studies</h2>"
+        "<section id='studies'><h2>Studies</h2>"
         + _linked_table(studies, "studies")
-        + "</section><section><h2>Runs</h2>"
+        + "</section><section id='runs'><h2>Runs</h2>"
         + _linked_table(runs, "runs")
         + "</section>"
         + "<p class='note'>Click a column header to sort. Built "
