@@ -196,6 +196,12 @@ CASES: list[tuple[str, list[str], str, str | None]] = [
         "GiB",
         None,
     ),
+    # report and trackers
+    ("report-missing", ["report", "{ws}/nothing", "-o", "{ws}/rep"], "nothing", None),
+    ("report-not-db", ["report", "{ws}/notes.txt", "-o", "{ws}/rep"], "notes.txt", None),
+    ("report-empty", ["report", "{ws}/adir", "-o", "{ws}/rep"], "adir", None),
+    ("report-out-file", ["report", "{ws}/runs", "-o", "{ws}/existing.png"], "existing.png", None),
+    ("train-log", [*TRAIN, "--log", "wandb"], "wandb", None),
     # study and results
     ("study-unknown", ["study", "run", "nosuchstudy"], "nosuchstudy", None),
     ("study-bad-spec", ["study", "run", "{ws}/bad.yaml", "-o", "{ws}/st"], "epochz", None),
