@@ -56,6 +56,16 @@ def site(real_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     )  # fmt: skip
     study = base / "study"
     assert cli("study", "run", spec, "-o", study, "--workers", "1", "--threads", "1", "--no-progress", "--report") == 0
+    gan = study / "synthetic" / "gan-tiny"  # where a synthetic study keeps its GAN
+    gan_args = ["--epochs", "1", "--width", "4", "--nz", "8", "--batch-size", "64", "--no-progress"]
+    assert cli("gan", "train", "breastmnist", "--root", real_root, "--out", gan, *gan_args) == 0
+    classifier = runs / "breastmnist_28" / "resnet18" / "breast" / "best.pt"
+    assert (
+        cli(
+            "gan", "evaluate", gan / "last.pt", "--classifier", classifier, "--no-cas", "--n", "64", "--root", real_root
+        )
+        == 0
+    )
     out = base / "report"
     assert cli("report", runs, study, "-o", out, "--no-progress", "--root", real_root) == 0
     return {"base": base, "runs": runs, "study": study, "out": out, "damaged": damaged}
@@ -96,7 +106,7 @@ def test_the_study_page_has_cis_references_tests_and_figures(site: dict[str, Pat
     html = page_for(site["out"], "studies", "study").read_text()
     for text in ("AUC 95% CI", "AUC official", "Paired differences to the baseline", "paired t-test",
                  "DeLong per seed", "Models side by side", "Augmentation preview: simple",
-                 "test AUC per method, 95% CI"):  # fmt: skip
+                 "test AUC per method, 95% CI", "GAN samples gan-tiny", "FID "):  # fmt: skip
         assert text in html, text
     assert html.count("../runs/") >= 8  # every study run links to its page
     assert (site["study"] / "report" / "index.html").is_file()  # `study run --report`

@@ -171,22 +171,27 @@ def _study_figures(page: StudyPage, assets: Path, root: str | None) -> None:
             name = f"{page.slug}-augment-{''.join(ch if ch.isalnum() else '_' for ch in spec)}"
             caption = f"Augmentation preview: {spec} (first column: originals)"
             page.figures.append(save_image(image, assets, name, caption))
-    for quality in sorted(page.path.rglob("quality.json")) if page.path.is_dir() else []:
-        run = quality.parent
+    gan_runs = sorted({p.parent.parent for p in page.path.rglob("samples/epoch_*.png")}) if page.path.is_dir() else []
+    for run in gan_runs:
         grids = sorted((run / "samples").glob("epoch_*.png"))
-        try:
-            q = json.loads(quality.read_text())
-            fid = q["fid"]["generated_vs_train"]
-            pr = q["precision_recall"]
-            cas = q.get("cas") or {}
-            text = (f"FID {fid:.2f}, precision {pr['precision']:.3f}, recall {pr['recall']:.3f}"
-                    + (f", CAS AUC {cas['synthetic_trained']['auc']:.3f}" if cas else ""))  # fmt: skip
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            text = f"quality.json unreadable ({exc})"
-        if grids:
-            caption = f"GAN samples {run.name} (last grid, one row per class): {text}"
-            with Image.open(grids[-1]) as grid:
-                page.figures.append(save_image(grid.copy(), assets, f"{page.slug}-gan-{run.name}", caption))
+        text = _gan_quality(run)
+        caption = f"GAN samples {run.name} (last grid, one row per class): {text}"
+        with Image.open(grids[-1]) as grid:
+            page.figures.append(save_image(grid.copy(), assets, f"{page.slug}-gan-{run.name}", caption))
+
+
+def _gan_quality(run: Path) -> str:
+    """FID / precision / recall / CAS of a GAN run from its quality.json (`gan evaluate`)."""
+    quality = run / "quality.json"
+    if not quality.is_file():
+        return f"quality not measured (medmnist-lab gan evaluate {run / 'last.pt'})"
+    try:
+        q = json.loads(quality.read_text())
+        pr, cas = q["precision_recall"], q.get("cas") or {}
+        text = f"FID {q['fid']['generated_vs_train']:.2f}, precision {pr['precision']:.3f}, recall {pr['recall']:.3f}"
+        return text + (f", CAS AUC {cas['synthetic_trained']['auc']:.3f}" if cas else "")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"quality.json unreadable ({exc})"
 
 
 def _preview(spec: str, flag: str, size: int, root: str | None):
