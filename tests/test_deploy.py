@@ -238,3 +238,18 @@ def test_predict_and_export_usage_errors(breast_run: Path, tmp_path: Path, capsy
         lines = err.strip().splitlines()
         assert rc == 2 and len(lines) == 1 and text in lines[0], (args, err)
     assert (tmp_path / "taken.csv").read_text() == "keep me"
+
+
+def test_an_ema_and_tta_model_exports_with_its_test_time_flip(synthetic_root: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    cfg = resolve_config(
+        "breastmnist", root=str(synthetic_root), out_dir=str(tmp_path), name="tta", epochs=2, width=4,
+        batch_size=16, amp=False, ema=0.9, tta=True,
+    )  # fmt: skip
+    run = fit(cfg, progress=False).run_dir
+    images = load_split("breastmnist", "test", 28, synthetic_root).images.numpy()
+    torch_probs = Predictor.load(run / "best.pt").probabilities(images)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["config"]["tta"] is True
+    onnx_path, _ = export_model(run / "best.pt", "onnx", tmp_path / "tta.onnx")
+    assert np.abs(Predictor.load(onnx_path).probabilities(images) - torch_probs).max() <= 1e-4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -391,3 +392,49 @@ def test_offline_expansion_end_to_end_on_real_data(real_root, tmp_path):
     assert result.summary.data["train_meta"]["factor"] == 2
     assert result.summary.metrics["val"].extras["n_samples"] == 78
     assert result.summary.metrics["test"].extras["n_samples"] == 156
+
+
+def test_ema_and_tta_runs_are_scored_as_evaluate_scores_them_and_resume_exactly(synthetic_root, tmp_path):
+    """EMA: validation selects on the averaged weights, which are what best.pt's "model" holds (so
+    evaluate/predict/export use them); the trained weights ride along for resuming. TTA: val and
+    test are scored on each image and its mirror, in fit and in evaluate alike."""
+    from medmnist_lab.engine.device import Precision
+    from medmnist_lab.engine.evaluation import predict
+
+    cfg = tiny_config("breastmnist", synthetic_root, tmp_path, name="full", epochs=3, ema=0.9, tta=True)
+    full = fit(cfg, progress=False)
+    best = load_checkpoint(full.run_dir / "best.pt")
+    assert "train_model" in best and best["ema_updates"] > 0
+    assert any(not torch.equal(best["model"][k], best["train_model"][k]) for k in best["model"])
+    again = evaluate(full.run_dir / "best.pt", "test", root=str(synthetic_root))
+    assert (again.result.metrics.auc, again.result.metrics.acc) == (full.test.metrics.auc, full.test.metrics.acc)
+
+    def stop(epoch, record):
+        if epoch == 0:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        fit(dataclasses.replace(cfg, name="part"), progress=False, on_epoch_end=stop)
+    part = tmp_path / "breastmnist_28" / "resnet18" / "part"
+    resumed = fit(dataclasses.replace(cfg, name="part"), resume=part, progress=False)
+    assert metrics_of(resumed.summary) == metrics_of(full.summary)
+    # TTA is the average of the two views' logits
+    from medmnist_lab.data import load_split
+    from medmnist_lab.engine.api import load_model
+
+    model, _ = load_model(full.run_dir / "best.pt")
+    data = load_split("breastmnist", "test", 28, synthetic_root)
+    got = predict(model, data, cfg, torch.device("cpu"), Precision(None, False), False)
+    x = (data.images.float() / 255 - 0.5) / 0.5
+    with torch.no_grad():
+        want = (model(x) + model(x.flip(-1))) / 2
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_fields_added_later_keep_the_hashes_of_existing_study_cells():
+    from medmnist_lab.experiments.spec import cell_hash
+
+    config = tiny_config("breastmnist", Path("/data"), Path("/out")).to_dict()
+    before = {k: v for k, v in config.items() if k not in ("ema", "tta")}  # a config of the first engine
+    assert cell_hash(config) == cell_hash(before)
+    assert cell_hash({**config, "ema": 0.99}) != cell_hash(config)

@@ -57,6 +57,7 @@ OVERRIDES: dict[str, tuple[type | object, str]] = {
     "--gamma": (number(0, 1, lo_open=True), "multistep decay factor in (0, 1] (--schedule multistep only)"),
     "--warmup": (nonnegative_int, "epochs of linear learning-rate warm-up"),
     "--label-smoothing": (number(0, 1, hi_open=True), "label smoothing in [0, 1)"),
+    "--ema": (number(0, 1, hi_open=True), "decay of a weight average used for evaluation, e.g. 0.99 (0: off)"),
     "--augment": (str, "augmentation policies joined by +, e.g. simple+mixup (see `augment list`)"),
     "--width": (
         positive_int,
@@ -142,6 +143,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             synthetic_ratio=args.synthetic_ratio,
             subset=args.subset,
             as_rgb=args.as_rgb or None,
+            tta=args.tta,
             name=args.name,
             out_dir=str(out_dir),
             augment_params=parse_magnitudes(args.augment_set) or None,
@@ -208,6 +210,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--subset", type=positive_int, default=None, help="train on the first N training samples")
     p.add_argument("--as-rgb", action="store_true", help="repeat grayscale images to 3 channels")
+    p.add_argument(
+        "--tta", action="store_true", default=None, help="evaluate on each image and its mirror (val and test)"
+    )
     p.add_argument("--device", default=None, help="auto, cpu, cuda or mps (default auto)")
     p.add_argument(
         "--amp",

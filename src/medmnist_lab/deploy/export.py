@@ -36,9 +36,13 @@ class Deployable(nn.Module):
         self.scale = 1.0 / (255.0 * info.std)  # the batcher's x * scale + shift
         self.shift = -info.mean / info.std
         self.sigmoid = info.multilabel or len(info.label_names) == 1
+        self.tta = bool(info.config.get("tta", False))  # a model trained with tta is scored with it
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        logits = self.model(images * self.scale + self.shift)
+        x = images * self.scale + self.shift
+        logits = self.model(x)
+        if self.tta:
+            logits = (logits + self.model(x.flip(-1))) / 2
         return torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, dim=1)
 
 

@@ -46,6 +46,8 @@ class RunConfig:
     gamma: float = 0.1
     warmup: int = 0  # epochs of linear warm-up
     label_smoothing: float = 0.0
+    ema: float = 0.0  # decay of an exponential moving average of the weights, used for evaluation (0: off)
+    tta: bool = False  # evaluate (val selection and test) on each image and its horizontal mirror
     mean: float = 0.5
     std: float = 0.5
     # data
@@ -109,6 +111,8 @@ class RunConfig:
             raise bad("warmup", self.warmup, f"must be fewer epochs than --epochs ({self.epochs})")
         if not 0 <= self.label_smoothing < 1:
             raise bad("label_smoothing", self.label_smoothing, "must be in [0, 1)")
+        if not 0 <= self.ema < 1:
+            raise bad("ema", self.ema, "must be in [0, 1) (0: no weight averaging)")
         if not 0 <= self.momentum < 1:
             raise bad("momentum", self.momentum, "must be in [0, 1)")
         if self.synthetic_ratio is not None and (self.synthetic is None or self.synthetic_ratio <= 0):

@@ -69,7 +69,10 @@ def predict(
     out = []
     for x, _ in batches:
         with autocast(device, precision):
-            out.append(model(x).float())
+            logits = model(x).float()
+            if config.tta:  # the mirror image too; logits averaged (the split is scored once either way)
+                logits = (logits + model(x.flip(-1)).float()) / 2
+        out.append(logits)
     return torch.cat(out).cpu()
 
 

@@ -24,6 +24,7 @@ from medmnist_lab.engine.checkpoint import RESUME_KEYS, check_compatible, check_
 from medmnist_lab.engine.config import RunConfig
 from medmnist_lab.engine.data import TrainData, load_eval_split, load_train_data
 from medmnist_lab.engine.device import Precision, autocast, resolve_device, resolve_precision
+from medmnist_lab.engine.ema import EMA
 from medmnist_lab.engine.evaluation import SplitResult, check_eval_memory, predict, score_split
 from medmnist_lab.engine.runfolder import RunFolder
 from medmnist_lab.engine.runinfo import environment_info, run_dir_for
@@ -90,6 +91,7 @@ class Session:
     shuffle_gen: torch.Generator
     augment: Any = None
     aug_generator: torch.Generator | None = None
+    ema: EMA | None = None  # the averaged weights that validation selects on (config.ema > 0)
     # progress: the next epoch, the best validation score so far, seconds spent before a resume
     next_epoch: int = 0
     best_auc: float = -math.inf
@@ -99,8 +101,12 @@ class Session:
 
     def state_dict(self, epoch: int) -> dict[str, Any]:
         """Only tensors and plain data, so the checkpoint loads with weights_only=True."""
+        extra: dict[str, Any] = {}
+        if self.ema is not None:  # "model" is what evaluate/predict/export use: the average
+            extra = {"train_model": self.model.state_dict(), "ema_updates": self.ema.updates}
         return {
-            "model": self.model.state_dict(),
+            "model": self.eval_model.state_dict(),
+            **extra,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
@@ -119,7 +125,12 @@ class Session:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
+        if self.ema is not None:
+            self.model.load_state_dict(state["train_model"])
+            self.ema.module.load_state_dict(state["model"])
+            self.ema.updates = int(state["ema_updates"])
+        else:
+            self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and state.get("scaler"):
@@ -137,8 +148,13 @@ class Session:
     def elapsed_seconds(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.started
 
-    def score(self, data: SplitData) -> SplitResult:
-        logits = predict(self.model, data, self.config, self.device, self.precision, self.channels_last)
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+    def score(self, data: SplitData, model: torch.nn.Module | None = None) -> SplitResult:
+        model = self.eval_model if model is None else model
+        logits = predict(model, data, self.config, self.device, self.precision, self.channels_last)
         return score_split(logits, data, self.info)
 
 
@@ -195,6 +211,7 @@ def build_session(config: RunConfig, info: DatasetInfo) -> Session:
         shuffle_gen=shuffle_gen,
         augment=augment,
         aug_generator=aug_generator,
+        ema=EMA(model, config.ema) if config.ema > 0 else None,
     )
 
 
@@ -219,6 +236,8 @@ def train_one_epoch(s: Session, progress: bool) -> float:
         else:
             loss.backward()
             s.optimizer.step()
+        if s.ema is not None:
+            s.ema.update(s.model)
         s.scheduler.step()
         # Accumulated on the device: no host sync per step.
         loss_sum += loss.detach() * x.shape[0]
@@ -412,9 +431,9 @@ def finish(s: Session, run_dir: Path, resumed_from: int | None) -> RunResult:
     once), write the official prediction files and summary.json."""
     wall = s.elapsed_seconds
     best = load_checkpoint(run_dir / "best.pt", map_location=s.device)
-    s.model.load_state_dict(best["model"])
+    s.model.load_state_dict(best["model"])  # the evaluated weights (the average, with EMA)
     results = {
-        split: s.score(s.val if split == "val" else load_eval_split(s.config, s.info, split))
+        split: s.score(s.val if split == "val" else load_eval_split(s.config, s.info, split), s.model)
         for split in ("val", "test", "train")
     }
     for split in ("val", "test"):

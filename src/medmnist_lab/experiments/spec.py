@@ -45,8 +45,15 @@ def config_fields() -> list[str]:
     return [f.name for f in dataclasses.fields(RunConfig)]
 
 
+# Fields added to RunConfig after studies existed, with the value that means "as before": left out
+# of the hash at that value, so the cells of existing studies keep their hashes.
+LATER_FIELDS: dict[str, Any] = {"ema": 0.0, "tta": False}
+
+
 def cell_hash(config: dict[str, Any]) -> str:
-    ident = {k: v for k, v in config.items() if k not in LOCATION_FIELDS}
+    ident = {
+        k: v for k, v in config.items() if k not in LOCATION_FIELDS and not (k in LATER_FIELDS and v == LATER_FIELDS[k])
+    }
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
