@@ -45,6 +45,7 @@ def measure(
     precision,
     channels_last: bool,
     reps: int,
+    compile_model: bool = False,
 ):
     torch.manual_seed(0)
     n = batch * (steps + warmup)
@@ -56,6 +57,8 @@ def measure(
         model = model.to(memory_format=torch.channels_last)
     model.train()
     opt = build_optimizer(model, config)
+    if compile_model:  # the optimizer holds the parameters; the compiled wrapper shares them
+        model = torch.compile(model)
     sched = build_scheduler(opt, config, steps + warmup)
     batcher = DeviceBatcher(
         images,
@@ -114,6 +117,7 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--amp", choices=["on", "off", "auto"], default="auto")
     p.add_argument("--channels-last", choices=["on", "off", "auto"], default="auto")
+    p.add_argument("--compile", nargs="+", choices=["on", "off"], default=["off"], help="torch.compile the model")
     args = p.parse_args()
     device = resolve_device(args.device)
     precision = resolve_precision(device, {"on": True, "off": False, "auto": None}[args.amp])
@@ -123,16 +127,14 @@ def main() -> None:
         f"threads={torch.get_num_threads()} cpu={platform.processor() or platform.machine()}"
     )
     print(f"batch={args.batch_size} steps={args.steps} warmup={args.warmup} reps={args.reps} (medians)\n")
-    print("| model | size | bare img/s | full img/s | full / bare |")
-    print("|---|---|---|---|---|")
-    for name in args.models:
-        for size in args.sizes:
-            # Large inputs on a CPU: smaller batches, or one step takes minutes.
-            batch = (
-                args.batch_size if device.type != "cpu" else max(8, int(args.batch_size * min(1, (28 / size) ** 2 * 4)))
-            )
-            bare, full = measure(name, size, batch, args.steps, args.warmup, device, precision, cl, args.reps)
-            print(f"| {name} | {size} | {bare:.1f} | {full:.1f} | {full / bare:.3f} |", flush=True)
+    print("| model | size | compile | bare img/s | full img/s | full / bare |")
+    print("|---|---|---|---|---|---|")
+    for name, size, comp in ((n, s, c) for n in args.models for s in args.sizes for c in args.compile):
+        # Large inputs on a CPU: smaller batches, or one step takes minutes.
+        small = max(8, int(args.batch_size * min(1, (28 / size) ** 2 * 4)))
+        batch = args.batch_size if device.type != "cpu" else small
+        bare, full = measure(name, size, batch, args.steps, args.warmup, device, precision, cl, args.reps, comp == "on")
+        print(f"| {name} | {size} | {comp} | {bare:.1f} | {full:.1f} | {full / bare:.3f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# GPU check (issue 11), one script for the lent GPU machine: under 8 minutes on one H100, results in $OUT.
+#
+#   1. throughput.md     full/bare training-step ratio, ResNet-18/50 at 28/64/128/224 px, compile off and on
+#   2. fast_recipe.json  `--recipe fast` on BreastMNIST and RetinaMNIST, 3 seeds each (real files, carried)
+#   3. projection.json   one epoch of every registry dataset at its real split sizes -> time for all 12
+#   4. env.txt, log.txt  GPU, driver, torch; what ran and how long
+#
+# Before the call, here: copy the real files and the two wheels the GPU image lacks into ignored folders
+#   mkdir -p gpu_data gpu_wheels && cp ../shared/data/medmnist/{breastmnist,retinamnist}.npz gpu_data/
+#   .venv/bin/pip download --no-deps -d gpu_wheels medmnist fire
+# and carry them: run(command="bash benchmarks/gpu_check.sh", carry=["gpu_data", "gpu_wheels"], timeout_s=540).
+# A CPU rehearsal with tiny settings: TINY=1 OUT=/tmp/gpu_check bash benchmarks/gpu_check.sh
+set -uo pipefail
+OUT=${OUT:-bench_out/gpu_check}
+mkdir -p "$OUT"
+TINY=${TINY:-0}
+PY=${PYTHON:-python3}
+LOG="$OUT/log.txt"
+: > "$LOG"
+say() { echo "[$(date +%T)] $*" | tee -a "$LOG"; }
+
+if ! $PY -c "import medmnist" 2>/dev/null; then
+  $PY -m pip install -q --no-index --find-links gpu_wheels --no-deps medmnist fire >> "$LOG" 2>&1
+fi
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+export MEDMNIST_ROOT="${MEDMNIST_ROOT:-$PWD/gpu_data}"
+if [ "$TINY" = 1 ]; then
+  dev=cpu; models="resnet18"; sizes="28"; steps=1; reps=1; seeds="0"; fraction=0.002; extra="--epochs 1 --width 4"
+else
+  dev=cuda; models="resnet18 resnet50"; sizes="28 64 128 224"; steps=20; reps=3; seeds="0 1 2"; fraction=1.0; extra=""
+fi
+{ nvidia-smi 2>&1 | head -15; $PY -c "import torch, platform; print('torch', torch.__version__, 'python', platform.python_version(), 'cuda', torch.cuda.is_available())"; } > "$OUT/env.txt" 2>&1
+
+say "1. throughput ($models at $sizes px, compile off/on)"
+timeout 270 $PY benchmarks/throughput.py --device "$dev" --models $models --sizes $sizes --steps "$steps" \
+  --reps "$reps" --compile off on > "$OUT/throughput.md" 2>> "$LOG" || say "throughput stopped (exit $?)"
+
+say "2. fast recipe, seeds $seeds"
+runs=$(mktemp -d)
+for ds in breastmnist retinamnist; do
+  for s in $seeds; do
+    start=$(date +%s.%N)
+    # shellcheck disable=SC2086
+    timeout 120 $PY -m medmnist_lab.cli.main train "$ds" --recipe fast --seed "$s" --device "$dev" \
+      --out-dir "$runs" --name "$ds-s$s" --no-progress $extra >> "$LOG" 2>&1 || say "$ds seed $s failed"
+    say "$ds seed $s: $(echo "$(date +%s.%N) - $start" | bc) s end to end"
+  done
+done
+$PY - "$runs" > "$OUT/fast_recipe.json" <<'PYEOF'
+import json, pathlib, statistics, sys
+rows = []
+for f in sorted(pathlib.Path(sys.argv[1]).glob("*/*/*/summary.json")):
+    s = json.loads(f.read_text())
+    rows.append({"dataset": s["dataset"], "seed": s["seed"], "auc": s["metrics"]["test"]["auc"],
+                 "acc": s["metrics"]["test"]["acc"], "wall_s": s["wall_seconds"], "device": s["device"],
+                 "precision": s["precision"], "gpu": s["machine"].get("cuda_device")})
+by = {}
+for r in rows:
+    by.setdefault(r["dataset"], []).append(r)
+summary = {d: {k: statistics.mean(r[k] for r in rs) for k in ("auc", "acc", "wall_s")} for d, rs in by.items()}
+print(json.dumps({"runs": rows, "mean": summary}, indent=2))
+PYEOF
+
+say "3. one epoch of every dataset at its real size (fraction $fraction)"
+timeout 150 $PY benchmarks/epoch_projection.py --device "$dev" --fraction "$fraction" --out "$OUT/projection.json" \
+  >> "$LOG" 2>&1 || say "projection stopped (exit $?)"
+say "done"
