@@ -13,7 +13,11 @@ from medmnist_lab.data.registry import SPLITS
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from medmnist_lab.engine.api import evaluate, save_eval
+    from medmnist_lab.outputs import check_output_file
 
+    # The record beside the checkpoint is refreshed; its folder must take it before the scoring.
+    if args.checkpoint.is_file():  # (a missing checkpoint gets its own message from evaluate)
+        check_output_file(args.checkpoint.with_name(f"eval_{args.checkpoint.stem}_{args.split}.json"), overwrite=True)
     result = evaluate(
         args.checkpoint,
         args.split,
