@@ -89,7 +89,7 @@ def main() -> None:
                    "--no-progress", *args.train_args.split()]  # fmt: skip
             wall = timed(cmd, env)
             summary = json.loads(
-                (work / "ours" / f"{args.dataset}_{args.size}").glob(f"*/s{seed}/summary.json").__next__().read_text()
+                next((work / "ours" / f"{args.dataset}_{args.size}").glob(f"*/s{seed}/summary.json")).read_text()
             )
             test = summary["metrics"]["test"]
             ours.append({"seed": seed, "wall_s": wall, "auc": test["auc"], "acc": test["acc"],

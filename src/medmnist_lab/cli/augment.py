@@ -70,10 +70,8 @@ def _row_label(index: int, labels, info) -> str:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
-
     from medmnist_lab.augment import build_augment, parse_magnitudes
+    from medmnist_lab.augment.preview import preview_rows
     from medmnist_lab.data.arrays import load_split
     from medmnist_lab.data.montage import grid_image, save_image
 
@@ -83,21 +81,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     aug = build_augment(args.policy, args.size, int(data.images.shape[1]), **parse_magnitudes(args.set))
     if args.n > len(data):
         raise MedMNISTLabError(f"--n {args.n} is more than the {len(data)} images of {info.flag} {args.split}")
-    pick = np.sort(np.random.default_rng(args.seed).choice(len(data), args.n, replace=False))
-    originals = data.images[torch.from_numpy(pick)]
-    batch = originals.repeat_interleave(args.copies, 0)  # each original `copies` times in a row
-    generator = torch.Generator().manual_seed(args.seed)
-    out = aug.images(batch, generator)
-    if aug.mixes:  # show what the model would see: mixed with other images of the batch
-        labels = data.labels[torch.from_numpy(pick)].repeat_interleave(args.copies, 0)
-        targets = torch.zeros(len(out), info.n_classes)
-        if info.is_multilabel:
-            targets = labels.float()
-        else:
-            targets[torch.arange(len(out)), labels[:, 0]] = 1
-        mixed, _ = aug.mix(out.float() / 255, targets, generator)
-        out = (mixed * 255).round().clamp(0, 255).to(torch.uint8)
-    rows = [[originals[i], *out[i * args.copies : (i + 1) * args.copies]] for i in range(len(pick))]
+    rows, pick = preview_rows(data, aug, args.n, args.copies, args.seed)
     names = [_row_label(int(i), data.labels[int(i)], info) for i in pick]
     path = save_image(grid_image(rows, names, cell=args.cell), args.output)
     print(

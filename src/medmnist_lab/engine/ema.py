@@ -23,14 +23,17 @@ class EMA:
         self.module = copy.deepcopy(model).eval()
         for p in self.module.parameters():
             p.requires_grad_(False)
+        # The tensors are updated in place (optimizer steps, load_state_dict), so these pairs stay
+        # valid for the model EMA was made from: no state dict is built per step.
+        ema_state, state = self.module.state_dict(), model.state_dict()
+        self._floats = [(ema_state[k], state[k].detach()) for k, v in ema_state.items() if v.is_floating_point()]
+        self._others = [(ema_state[k], state[k]) for k, v in ema_state.items() if not v.is_floating_point()]
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        """One step towards `model`, the model this EMA was made from."""
         self.updates += 1
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        ema_state, state = self.module.state_dict(), model.state_dict()
-        floats = [k for k, v in ema_state.items() if v.is_floating_point()]
-        torch._foreach_lerp_([ema_state[k] for k in floats], [state[k].detach() for k in floats], 1 - d)
-        for k, v in ema_state.items():
-            if not v.is_floating_point():  # e.g. BatchNorm's num_batches_tracked
-                v.copy_(state[k])
+        torch._foreach_lerp_([e for e, _ in self._floats], [w for _, w in self._floats], 1 - d)
+        for e, w in self._others:  # e.g. BatchNorm's num_batches_tracked
+            e.copy_(w)

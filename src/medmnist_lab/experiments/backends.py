@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from medmnist_lab.errors import MedMNISTLabError
 from medmnist_lab.experiments.worker import CellTask, run_cell
+from medmnist_lab.outputs import pid_alive
 from medmnist_lab.registry import Registry
 
 
@@ -136,21 +137,11 @@ def _exit_with(coordinator: int) -> None:
         if fd is not None:
             select.select([fd], [], [])
         else:
-            while _alive(coordinator):
+            while pid_alive(coordinator):
                 time.sleep(1)
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="exit-with-coordinator", daemon=True).start()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
 
 
 @BACKENDS.register("ray")

@@ -205,7 +205,8 @@ def _pair_key(row: ResultRow, fields: Sequence[str], skip: str) -> tuple[str, ..
     return tuple(_canon(row.config.get(f)) for f in fields if f != skip and f not in IGNORED_FIELDS)
 
 
-def _common(rows: Sequence[ResultRow], fld: str) -> Any:
+def common_value(rows: Sequence[ResultRow], fld: str) -> Any:
+    """The value of config field `fld` shared by all `rows`; None where they differ."""
     values = {_canon(r.config.get(fld)) for r in rows}
     return rows[0].config.get(fld) if len(values) == 1 else None
 
@@ -298,7 +299,7 @@ def _group(
         }
         g = GroupStats(group={f: members[0].config.get(f) for f in group_by}, rows=members, summaries=summaries)
         if ref_table is not None:
-            ds, model, size = (_common(members, f) for f in ("dataset", "model", "size"))
+            ds, model, size = (common_value(members, f) for f in ("dataset", "model", "size"))
             known = None not in (ds, model, size)
             g.reference = {m: ref_table.value(ds, model, size, m) if known else None for m in metrics}
         groups.append(g)

@@ -32,6 +32,13 @@ def learning_curves(history: Sequence[dict[str, Any]]) -> Figure:
     return fig
 
 
+def _ci_err(points: Sequence[dict[str, Any]]) -> list[list[float]]:
+    """Error-bar lengths below and above each mean from its CI (0 where the CI is undefined)."""
+    below = [p["mean"] - p["ci_low"] if math.isfinite(p["ci_low"]) else 0 for p in points]
+    above = [p["ci_high"] - p["mean"] if math.isfinite(p["ci_high"]) else 0 for p in points]
+    return [below, above]
+
+
 def _num(value: Any) -> float:
     return float(value) if isinstance(value, int | float) and math.isfinite(value) else -math.inf
 
@@ -128,9 +135,7 @@ def metric_by_group(groups: Sequence[dict[str, Any]], metric: str, title: str) -
     fig, (ax,) = figure(max(4.5, 0.9 * len(groups) + 2), 4.0, margins={"bottom": 0.34})
     x = np.arange(len(groups))
     means = [g["mean"] for g in groups]
-    low = [g["mean"] - g["ci_low"] if math.isfinite(g["ci_low"]) else 0 for g in groups]
-    high = [g["ci_high"] - g["mean"] if math.isfinite(g["ci_high"]) else 0 for g in groups]
-    ax.errorbar(x, means, yerr=[low, high], fmt="o", color=PALETTE[0], capsize=4, label="mean, 95% CI")
+    ax.errorbar(x, means, yerr=_ci_err(groups), fmt="o", color=PALETTE[0], capsize=4, label="mean, 95% CI")
     for g_i, g in enumerate(groups):
         ax.plot([g_i] * len(g["values"]), g["values"], ".", color=PALETTE[5], alpha=0.7)
     markers = {"official": ("s", PALETTE[3]), "seed": ("^", PALETTE[2]), "medmnist-plus": ("D", PALETTE[4])}
@@ -155,9 +160,9 @@ def resolution_curve(points: Sequence[dict[str, Any]], metric: str, title: str) 
     for i, (model, pts) in enumerate(sorted(by_model.items())):
         pts = sorted(pts, key=lambda p: p["size"])
         sizes = [p["size"] for p in pts]
-        err = [[p["mean"] - p["ci_low"] if math.isfinite(p["ci_low"]) else 0 for p in pts],
-               [p["ci_high"] - p["mean"] if math.isfinite(p["ci_high"]) else 0 for p in pts]]  # fmt: skip
-        ax.errorbar(sizes, [p["mean"] for p in pts], yerr=err, marker="o", capsize=4, color=PALETTE[i], label=model)
+        ax.errorbar(
+            sizes, [p["mean"] for p in pts], yerr=_ci_err(pts), marker="o", capsize=4, color=PALETTE[i], label=model
+        )
     ax.set(xscale="log", xlabel="image size (px)", ylabel=f"test {metric.upper()}", title=title)
     sizes = sorted({p["size"] for p in points})
     ax.set_xticks(sizes, [str(s) for s in sizes])
@@ -185,9 +190,7 @@ def side_by_side(rows: Sequence[dict[str, Any]], metric: str, title: str) -> Fig
             if not hit:
                 continue
             r = hit[0]
-            err = [[r["mean"] - r["ci_low"] if math.isfinite(r["ci_low"]) else 0],
-                   [r["ci_high"] - r["mean"] if math.isfinite(r["ci_high"]) else 0]]  # fmt: skip
-            ax.bar(i + (j - (len(models) - 1) / 2) * width, r["mean"], width=width * 0.9, yerr=err, capsize=3,
+            ax.bar(i + (j - (len(models) - 1) / 2) * width, r["mean"], width=width * 0.9, yerr=_ci_err([r]), capsize=3,
                    color=PALETTE[j], label=model if i == 0 else None)  # fmt: skip
     ax.set_xticks(range(len(datasets)))
     ax.set_xticklabels(datasets)

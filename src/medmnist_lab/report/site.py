@@ -14,12 +14,13 @@ what is missing; the rest of the report is built.
 from __future__ import annotations
 
 import html
+import json
 import math
 import multiprocessing
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,22 +203,23 @@ def _page(title: str, body: str, depth: int) -> str:
 """
 
 
-def table_html(
-    rows: Sequence[dict[str, Any]], link: Callable[[dict[str, Any]], str | None] | None = None, sortable: bool = True
-) -> str:
+def table_html(rows: Sequence[dict[str, Any]], links: Sequence[str | None] | None = None, sortable: bool = True) -> str:
+    """A table of `rows` (dicts with the same keys); `links[i]`, when given, links row i's first cell."""
     if not rows:
         return "<p class='note'>nothing to show</p>"
     cols = list(rows[0])
     head = "".join(f"<th>{e(c)}</th>" for c in cols)
     body = []
-    for r in rows:
+    for n, r in enumerate(rows):
         cells = []
         for i, c in enumerate(cols):
             v = r[c]
             text = e(_fmt(v))
             key = f" data-sort='{v}'" if isinstance(v, int | float) and not isinstance(v, bool) else ""
-            href = link(r) if link is not None and i == 0 else None
-            cells.append(f"<td{key}>{f'<a href={chr(34)}{e(href)}{chr(34)}>{text}</a>' if href else text}</td>")
+            href = links[n] if links is not None and i == 0 else None
+            if href:
+                text = f"<a href='{e(href)}'>{text}</a>"
+            cells.append(f"<td{key}>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     cls = " class='sortable'" if sortable else ""
     return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
@@ -273,8 +275,6 @@ def run_html(page: RunPage) -> str:
 
 
 def json_text(value: Any) -> str:
-    import json
-
     return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
@@ -319,9 +319,9 @@ def study_html(page: StudyPage) -> str:
         parts.append(_figures(sec.figures, "../") + "</section>")
     if page.figures:
         parts.append("<section><h2>Augmentation and synthetic data</h2>" + _figures(page.figures, "../") + "</section>")
-    runs, links = [], {}
+    runs, links = [], []
     for r in page.rows:
-        row = {
+        runs.append({
             "run": Path(r.run_dir).name if r.run_dir else r.hash,
             "dataset": r.config.get("dataset"),
             "size": r.config.get("size"),
@@ -331,23 +331,19 @@ def study_html(page: StudyPage) -> str:
             "test AUC": r.value("test", "auc"),
             "test ACC": r.value("test", "acc"),
             "time (s)": r.seconds,
-        }
-        runs.append(row)
+        })  # fmt: skip
         slug = page.run_slugs.get(str(r.run_dir))
-        if slug:
-            links[id(row)] = f"../runs/{slug}.html"
-    parts.append("<section><h2>Runs</h2>" + table_html(runs, lambda row: links.get(id(row))) + "</section>")
+        links.append(f"../runs/{slug}.html" if slug else None)
+    parts.append("<section><h2>Runs</h2>" + table_html(runs, links) + "</section>")
     return _page(f"Study {page.name}", "".join(parts), depth=1)
 
 
 def index_html(result: BuildResult) -> str:
-    studies = [page.row() | {"_slug": page.slug} for page in result.studies]
-    runs = [page.row() | {"_slug": page.slug} for page in result.runs]
     body = (
         "<section id='studies'><h2>Studies</h2>"
-        + _linked_table(studies, "studies")
+        + _linked_table(result.studies, "studies")
         + "</section><section id='runs'><h2>Runs</h2>"
-        + _linked_table(runs, "runs")
+        + _linked_table(result.runs, "runs")
         + "</section>"
         + "<p class='note'>Click a column header to sort. Built "
         + e(time.strftime("%Y-%m-%d %H:%M"))
@@ -356,9 +352,7 @@ def index_html(result: BuildResult) -> str:
     return _page("Runs and studies", body, depth=0)
 
 
-def _linked_table(rows: list[dict[str, Any]], folder: str) -> str:
-    if not rows:
+def _linked_table(pages: Sequence[RunPage] | Sequence[StudyPage], folder: str) -> str:
+    if not pages:
         return "<p class='note'>none</p>"
-    slugs = [r.pop("_slug") for r in rows]
-    by_id = {id(r): s for r, s in zip(rows, slugs, strict=True)}
-    return table_html(rows, lambda r: f"{folder}/{by_id[id(r)]}.html")
+    return table_html([p.row() for p in pages], [f"{folder}/{p.slug}.html" for p in pages])

@@ -75,10 +75,9 @@ def read_study(path: Path, slug: str) -> StudyPage:
 
 
 def _value_of(group: dict[str, Any], rows: list[ResultRow], field_name: str) -> Any:
-    if field_name in group:
-        return group[field_name]
-    values = {json.dumps(r.config.get(field_name), default=str) for r in rows}
-    return rows[0].config.get(field_name) if len(values) == 1 else None
+    from medmnist_lab.experiments.tables import common_value
+
+    return group[field_name] if field_name in group else common_value(rows, field_name)
 
 
 def draw_study(page: StudyPage, assets: Path, root: str | None) -> None:
@@ -195,20 +194,15 @@ def _gan_quality(run: Path) -> str:
 
 
 def _preview(spec: str, flag: str, size: int, root: str | None):
-    import numpy as np
-    import torch
-
     from medmnist_lab.augment import build_augment
+    from medmnist_lab.augment.preview import preview_rows
     from medmnist_lab.data.arrays import load_split
     from medmnist_lab.data.montage import grid_image
 
     data = load_split(flag, "train", size, root)
     image_spec = spec.split("+")[0]  # the image policy; mixing needs labels and a batch
     aug = build_augment(image_spec, size, int(data.images.shape[1]))
-    pick = np.sort(np.random.default_rng(0).choice(len(data), min(6, len(data)), replace=False))
-    originals = data.images[torch.from_numpy(pick)]
-    out = aug.images(originals.repeat_interleave(5, 0), torch.Generator().manual_seed(0))
-    rows = [[originals[i], *out[i * 5 : (i + 1) * 5]] for i in range(len(pick))]
+    rows, pick = preview_rows(data, aug, min(6, len(data)), 5, 0)
     return grid_image(rows, [f"#{int(i)}" for i in pick], cell=56, label_width=60)
 
 
