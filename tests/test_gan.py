@@ -399,7 +399,7 @@ def test_engine_trains_with_the_synthetic_npz(breast_run, unbalanced_root: Path,
     npz, _ = sample_to_npz(breast_run.checkpoint, tmp_path / "syn.npz", ratio=0.5, device="cpu")
     cfg = resolve_config(
         "breastmnist",
-        "fast",
+        "short",
         root=str(unbalanced_root),
         synthetic=str(npz),
         epochs=1,
@@ -541,7 +541,7 @@ def _quality() -> GANQuality:
         diversity_per_class={"malignant": DiversityReport(0.3, 0.2, 0.0, 0.2, ["possible mode collapse: ..."])},
         memorization=MemorizationReport(1.0, 1.1, 0.91, []),
         warnings=["possible mode collapse: ..."],
-        cas=CASResult(SplitMetrics(0.7, 0.6), SplitMetrics(0.8, 0.75), 40, "fast", "resnet18 width 16, 10 epochs"),
+        cas=CASResult(SplitMetrics(0.7, 0.6), SplitMetrics(0.8, 0.75), 40, "short", "resnet18 width 16, 10 epochs"),
     )
 
 

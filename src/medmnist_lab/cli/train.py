@@ -46,8 +46,8 @@ OVERRIDES: dict[str, tuple[type | object, str]] = {
     "--epochs": (positive_int, "training epochs"),
     "--batch-size": (positive_int, "training batch size"),
     "--lr": (number(0, lo_open=True), "peak learning rate, > 0"),
-    "--optimizer": (str, "sgd, adam or adamw"),
-    "--momentum": (number(0, 1, hi_open=True), "SGD momentum in [0, 1) (--optimizer sgd only)"),
+    "--optimizer": (str, "sgd, nesterov (SGD with Nesterov momentum), adam or adamw"),
+    "--momentum": (number(0, 1, hi_open=True), "SGD momentum in [0, 1) (--optimizer sgd or nesterov only)"),
     "--weight-decay": (number(0), "weight decay, >= 0"),
     "--schedule": (str, "multistep, cosine, onecycle or constant"),
     "--milestones": (

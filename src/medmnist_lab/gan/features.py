@@ -1,7 +1,7 @@
 """The feature space GAN quality is measured in: a classifier trained on the real data.
 
 Either a classifier checkpoint of the training engine (`medmnist-lab train ...`, its best.pt), or
-by default a small ResNet-18 (width 16) trained here with the engine's `fast` recipe for a few
+by default a small ResNet-18 (width 16) trained here with the engine's `short` recipe for a few
 epochs on the real training split, selected on the real validation split, and cached in the GAN
 run folder (`quality/`), so later evaluations of the same GAN reuse it.
 Features are `model.forward_features(x)`: the pooled penultimate layer, (N, D).
@@ -25,7 +25,7 @@ from medmnist_lab.gan.records import FeatureExtractorInfo
 DEFAULT_MODEL = "resnet18"
 DEFAULT_WIDTH = 16
 DEFAULT_EPOCHS = 10
-DEFAULT_RECIPE = "fast"
+DEFAULT_RECIPE = "short"
 
 
 @dataclass

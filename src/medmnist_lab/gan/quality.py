@@ -298,7 +298,7 @@ def classification_accuracy_score(
 ) -> CASResult:
     """Train on as many generated images per class as the real train split has, test on real.
 
-    Both classifiers use the engine's `fast` recipe with the same width, epochs and seed, and are
+    Both classifiers use the engine's `short` recipe with the same width, epochs and seed, and are
     selected on the real validation split like every engine run; only the training data differ.
     """
     spec = gan.spec

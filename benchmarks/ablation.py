@@ -1,0 +1,150 @@
+"""Ablation of a named recipe: what each of its techniques contributes.
+
+For each dataset, the full recipe and, for each technique the recipe lists (`Recipe.techniques` in
+engine/config.py), the recipe with that one technique taken out and everything else unchanged,
+N seeds each. The cells run as one study (`medmnist-lab study run`, so a killed ablation resumes
+where it stopped); the table gives test AUC and ACC as mean ± std over the seeds, the paired
+difference to the full recipe (same seed), and the mean wall time per run (training and final
+scoring, from the run summaries; comparable only between cells run under the same load).
+
+    MEDMNIST_ROOT=../shared/data/medmnist python benchmarks/ablation.py --recipe fast \
+        --datasets breastmnist retinamnist --seeds 0 1 2 --workers 2 --threads 1 -o bench_out/ablation_fast
+
+Selection is on validation AUC inside every run, as always; the test split is only reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+FULL = "full recipe"
+
+
+def variants(recipe: str) -> dict[str, dict[str, Any]]:
+    """Variant name -> overrides over the recipe: {} for the full recipe, then one per technique."""
+    from medmnist_lab.engine.config import RECIPES
+
+    techniques = RECIPES.get(recipe).techniques
+    if not techniques:
+        raise SystemExit(f"recipe {recipe!r} lists no techniques to remove (Recipe.techniques)")
+    return {FULL: {}, **{f"without {name}": removal for name, removal in techniques.items()}}
+
+
+def write_spec(recipe: str, datasets: list[str], seeds: list[int], path: Path) -> None:
+    cells = [
+        {"dataset": d, "seed": s, **removal} for d in datasets for removal in variants(recipe).values() for s in seeds
+    ]
+    spec = {
+        "name": f"ablation-{recipe}",
+        "description": f"recipe {recipe} with one technique removed at a time (benchmarks/ablation.py)",
+        "base": {"recipe": recipe},
+        "include": cells,
+    }
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+
+
+def label(row_config: dict[str, Any], recipe: str) -> str | None:
+    """Which variant a finished cell is: the one whose canonical overrides its config carries."""
+    from medmnist_lab.engine import resolve_config
+
+    found = None
+    for name, removal in variants(recipe).items():
+        if not removal:
+            continue
+        canon = resolve_config(row_config["dataset"], recipe, **removal).to_dict()
+        if all(row_config.get(k) == canon[k] for k in removal):
+            found = name
+    if found is None:
+        full = resolve_config(row_config["dataset"], recipe).to_dict()
+        keys = {k for removal in variants(recipe).values() for k in removal}
+        if all(row_config.get(k) == full[k] for k in keys):
+            return FULL
+    return found
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarize(out: Path, recipe: str) -> list[dict[str, Any]]:
+    from medmnist_lab.experiments.store import ResultStore
+
+    with ResultStore(out, create=False) as store:
+        rows = store.rows(["done"])
+    by: dict[tuple[str, str], dict[int, Any]] = {}
+    for row in rows:
+        if row.config.get("recipe") != recipe:
+            continue
+        name = label(row.config, recipe)
+        if name is not None:
+            by.setdefault((row.config["dataset"], name), {})[row.config["seed"]] = row
+    table = []
+    for (dataset, name), seeds in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][1] != FULL, kv[0][1])):
+        full = by.get((dataset, FULL), {})
+        entry: dict[str, Any] = {"dataset": dataset, "variant": name, "seeds": sorted(seeds)}
+        for metric in ("auc", "acc"):
+            vals = [seeds[s].value("test", metric) for s in sorted(seeds)]
+            entry[metric] = mean_std(vals)
+            entry[f"{metric}_per_seed"] = vals
+            common = [s for s in sorted(seeds) if s in full]
+            paired = [seeds[s].value("test", metric) - full[s].value("test", metric) for s in common]
+            entry[f"delta_{metric}"] = mean_std(paired) if paired and name != FULL else None
+        entry["seconds"] = statistics.fmean(r.seconds for r in seeds.values() if r.seconds is not None)
+        table.append(entry)
+    return table
+
+
+def markdown(table: list[dict[str, Any]]) -> str:
+    lines = [
+        "| dataset | variant | seeds | test AUC | test ACC | Δ AUC vs full | Δ ACC vs full | s per run |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+
+    def pm(v: tuple[float, float] | None, sign: bool = False) -> str:
+        return "" if v is None else (f"{v[0]:+.3f} ± {v[1]:.3f}" if sign else f"{v[0]:.3f} ± {v[1]:.3f}")
+
+    for e in table:
+        lines.append(
+            f"| {e['dataset']} | {e['variant']} | {len(e['seeds'])} | {pm(e['auc'])} | {pm(e['acc'])} | "
+            f"{pm(e['delta_auc'], True)} | {pm(e['delta_acc'], True)} | {e['seconds']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--recipe", default="fast")
+    ap.add_argument("--datasets", nargs="+", default=["breastmnist", "retinamnist"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="passed to study run")
+    ap.add_argument("-o", "--out", type=Path, required=True, help="study folder (resumed if it exists)")
+    ap.add_argument("--summary-only", action="store_true", help="tabulate the finished cells; run nothing")
+    args = ap.parse_args()
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.summary_only:
+        spec = args.out / "ablation.yaml"
+        write_spec(args.recipe, args.datasets, args.seeds, spec)
+        cmd = [sys.executable, "-m", "medmnist_lab.cli.main", "study", "run", str(spec), "-o", str(args.out)]
+        cmd += ["--workers", str(args.workers), "--no-progress"]
+        cmd += ["--threads", str(args.threads)] if args.threads else []
+        for item in args.set:
+            cmd += ["--set", item]
+        subprocess.run(cmd, check=True)
+    table = summarize(args.out, args.recipe)
+    (args.out / "ablation.json").write_text(json.dumps(table, indent=2))
+    print(markdown(table))
+
+
+if __name__ == "__main__":
+    main()
