@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ResNet-18, recipe medmnist-v2 (or $RECIPE), with an augmentation policy, 3 seeds, on a real 28 px file.
-# Usage: MEDMNIST_ROOT=../shared/data/medmnist OMP_NUM_THREADS=1 [RECIPE=fast] \
+# Usage: MEDMNIST_ROOT=../shared/data/medmnist OMP_NUM_THREADS=1 [RECIPE=short] \
 #          bash benchmarks/augment_study.sh OUT_DIR DATASET POLICY [SEEDS...]
 # Compare with the `none` runs of benchmarks/official_protocol.sh:
 #   medmnist-lab results import bench_out/official OUT_DIR -o OUT_DIR.db

@@ -8,7 +8,7 @@ official, ours seed 1, official, ...), so that machine noise hits both alike.
 
 The official script's per-epoch cost is constant (every epoch trains once and evaluates all three
 splits; no schedule changes the work), so its 100-epoch time is EXTRAPOLATED from short runs: it
-is run for --official-epochs A and B (e.g. 2 and 6) alternately; with medians t_A and t_B,
+is run for --official-epochs A and B (default 5 and 10) alternately; with medians t_A and t_B,
 per-epoch = (t_B - t_A) / (B - A), start-up = t_A - A x per-epoch, and 100 epochs = start-up +
 100 x per-epoch. The report says so. Both sides use the same torch thread count.
 
@@ -69,7 +69,7 @@ def main() -> None:
     ap.add_argument("--recipe", default="fast")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--train-args", default="", help="extra `train` options, e.g. '--width 32 --epochs 20'")
-    ap.add_argument("--official-epochs", type=int, nargs=2, default=[2, 6], metavar=("A", "B"))
+    ap.add_argument("--official-epochs", type=int, nargs=2, default=[5, 10], metavar=("A", "B"))
     ap.add_argument("--official-runs", type=int, default=2, help="runs of each official length")
     ap.add_argument("--no-official", action="store_true", help="ours only (no ratio)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)

@@ -240,6 +240,15 @@ def test_seed_spelling_and_existing_run_folder_is_not_overwritten(synthetic_root
     assert best.read_bytes() == before
 
 
+def test_nesterov_is_sgd_with_nesterov_momentum_and_takes_momentum():
+    cfg = resolve_config("breastmnist", optimizer="nesterov", lr=0.05, momentum=0.8)
+    opt = build_optimizer(torch.nn.Linear(2, 2), cfg)
+    assert isinstance(opt, torch.optim.SGD)
+    assert opt.defaults["nesterov"] is True and opt.defaults["momentum"] == 0.8
+    with pytest.raises(MedMNISTLabError, match=r"momentum=0\.8 applies to optimizer sgd or nesterov only"):
+        resolve_config("breastmnist", optimizer="adamw", momentum=0.8)
+
+
 def test_multistep_matches_torch_multisteplr():
     cfg = resolve_config("breastmnist")  # official: 100 epochs, x0.1 at 50 and 75
     model = torch.nn.Linear(2, 2)

@@ -33,9 +33,11 @@ def _epilog() -> str:
 
     recipes = "\n".join(f"  {n:<12} {RECIPES.get(n).description}" for n in RECIPES)
     return (
-        f"recipes:\n{recipes}\n\nmodels: {', '.join(MODELS.names())} (and timm:<name> with the timm extra)\n\n"
+        f"recipes (what each technique contributes: docs/recipes.md):\n{recipes}\n\n"
+        f"models: {', '.join(MODELS.names())} (and timm:<name> with the timm extra)\n\n"
         "examples:\n"
         "  medmnist-lab train breastmnist                      # official protocol, ResNet-18\n"
+        "  medmnist-lab train retinamnist --recipe fast        # official accuracy, a fraction of the time\n"
         "  medmnist-lab train retinamnist --model ResNet50 --epochs 20 --augment simple\n"
         "  medmnist-lab train breastmnist --resume runs/breastmnist_28/resnet18/NAME"
     )
