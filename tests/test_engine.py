@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from medmnist_lab.cli.main import main
-from medmnist_lab.engine import evaluate, fit, resolve_config
+from medmnist_lab.engine import RunConfig, evaluate, fit, resolve_config
 from medmnist_lab.engine.batcher import DeviceBatcher
 from medmnist_lab.engine.checkpoint import load_checkpoint
 from medmnist_lab.engine.schedule import build_optimizer, build_scheduler
@@ -238,6 +238,19 @@ def test_seed_spelling_and_existing_run_folder_is_not_overwritten(synthetic_root
     assert main(args) == 2
     assert "already exists" in capsys.readouterr().err
     assert best.read_bytes() == before
+
+
+@pytest.mark.parametrize("recipe", ["fast", "best"])
+def test_named_recipes_train_end_to_end(recipe, synthetic_root, tmp_path):
+    """Every technique of the issue-11 presets (TrivialAugment, EMA, flips, batch 64, one-cycle)
+    together, on tiny settings: the run finishes and records the recipe it used."""
+    cfg = resolve_config(
+        "breastmnist", recipe, root=str(synthetic_root), out_dir=str(tmp_path), epochs=2, width=4, device="cpu"
+    )
+    assert cfg.tta and cfg.ema > 0 and cfg.augment == "trivialaugment" and cfg.batch_size == 64
+    result = fit(cfg, progress=False)
+    saved = RunConfig.from_yaml(result.run_dir / "config.yaml")
+    assert saved == cfg and result.summary.metrics["test"].auc is not None
 
 
 def test_nesterov_is_sgd_with_nesterov_momentum_and_takes_momentum():
