@@ -242,12 +242,12 @@ def test_seed_spelling_and_existing_run_folder_is_not_overwritten(synthetic_root
 
 @pytest.mark.parametrize("recipe", ["fast", "best"])
 def test_named_recipes_train_end_to_end(recipe, synthetic_root, tmp_path):
-    """Every technique of the issue-11 presets (TrivialAugment, EMA, flips, batch 64, one-cycle)
+    """Every technique of the issue-11 presets (TrivialAugment, mixup, EMA, flips, batch 64, one-cycle)
     together, on tiny settings: the run finishes and records the recipe it used."""
     cfg = resolve_config(
         "breastmnist", recipe, root=str(synthetic_root), out_dir=str(tmp_path), epochs=2, width=4, device="cpu"
     )
-    assert cfg.tta and cfg.ema > 0 and cfg.augment == "trivialaugment" and cfg.batch_size == 64
+    assert cfg.tta and cfg.ema > 0 and cfg.augment.startswith("trivialaugment") and cfg.batch_size == 64
     result = fit(cfg, progress=False)
     saved = RunConfig.from_yaml(result.run_dir / "config.yaml")
     assert saved == cfg and result.summary.metrics["test"].auc is not None
