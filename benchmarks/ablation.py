@@ -45,7 +45,8 @@ def write_spec(recipe: str, datasets: list[str], seeds: list[int], path: Path) -
     spec = {
         "name": f"ablation-{recipe}",
         "description": f"recipe {recipe} with one technique removed at a time (benchmarks/ablation.py)",
-        "base": {"recipe": recipe},
+        # the base is itself a cell: make it the first full-recipe cell, so it is not an extra one
+        "base": {"recipe": recipe, "dataset": datasets[0], "seed": seeds[0]},
         "include": cells,
     }
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -140,7 +141,8 @@ def main() -> None:
         cmd += ["--threads", str(args.threads)] if args.threads else []
         for item in args.set:
             cmd += ["--set", item]
-        subprocess.run(cmd, check=True)
+        if subprocess.run(cmd).returncode != 0:
+            raise SystemExit(f"the ablation study stopped; rerun the same command to resume it ({args.out})")
     table = summarize(args.out, args.recipe)
     (args.out / "ablation.json").write_text(json.dumps(table, indent=2))
     print(markdown(table))
