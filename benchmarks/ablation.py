@@ -52,23 +52,17 @@ def write_spec(recipe: str, datasets: list[str], seeds: list[int], path: Path) -
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
 
 
-def label(row_config: dict[str, Any], recipe: str) -> str | None:
-    """Which variant a finished cell is: the one whose canonical overrides its config carries."""
+def signatures(dataset: str, recipe: str) -> list[tuple[str, dict[str, Any]]]:
+    """(variant, the canonical values of every field a removal touches) for one dataset: a finished
+    cell is the variant whose values it carries. Resolved once, not once per cell."""
     from medmnist_lab.engine import resolve_config
 
-    found = None
+    keys = {k for removal in variants(recipe).values() for k in removal}
+    out = []
     for name, removal in variants(recipe).items():
-        if not removal:
-            continue
-        canon = resolve_config(row_config["dataset"], recipe, **removal).to_dict()
-        if all(row_config.get(k) == canon[k] for k in removal):
-            found = name
-    if found is None:
-        full = resolve_config(row_config["dataset"], recipe).to_dict()
-        keys = {k for removal in variants(recipe).values() for k in removal}
-        if all(row_config.get(k) == full[k] for k in keys):
-            return FULL
-    return found
+        config = resolve_config(dataset, recipe, **removal).to_dict()
+        out.append((name, {k: config[k] for k in keys}))
+    return out
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -81,12 +75,16 @@ def summarize(out: Path, recipe: str) -> list[dict[str, Any]]:
     with ResultStore(out, create=False) as store:
         rows = store.rows(["done"])
     by: dict[tuple[str, str], dict[int, Any]] = {}
+    known: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for row in rows:
         if row.config.get("recipe") != recipe:
             continue
-        name = label(row.config, recipe)
+        dataset = row.config["dataset"]
+        if dataset not in known:
+            known[dataset] = signatures(dataset, recipe)
+        name = next((n for n, sig in known[dataset] if all(row.config.get(k) == v for k, v in sig.items())), None)
         if name is not None:
-            by.setdefault((row.config["dataset"], name), {})[row.config["seed"]] = row
+            by.setdefault((dataset, name), {})[row.config["seed"]] = row
     table = []
     for (dataset, name), seeds in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][1] != FULL, kv[0][1])):
         full = by.get((dataset, FULL), {})

@@ -9,7 +9,7 @@ import pytest
 
 from medmnist_lab.engine import RunConfig, fit, resolve_config
 from medmnist_lab.engine.checkpoint import load_checkpoint
-from medmnist_lab.engine.config import RECIPES
+from medmnist_lab.engine.config import RECIPES, Recipe
 from medmnist_lab.engine.runfolder import RunFolder
 from medmnist_lab.engine.summary import RunSummary, SplitMetrics, SummaryError
 from medmnist_lab.errors import MedMNISTLabError
@@ -34,7 +34,7 @@ def test_each_technique_of_a_recipe_can_be_removed_alone(recipe):
         changed = {k for k in full if full[k] != ablated[k]}
         assert changed == set(removal), name
     with pytest.raises(MedMNISTLabError, match="unknown recipe technique 'x' fields"):
-        type(RECIPES.get(recipe))("d", {}, {"x": {"no_such_field": 1}})
+        Recipe("d", {}, {"x": {"no_such_field": 1}})
 
 
 def test_config_is_frozen_canonical_and_validated_at_construction():
