@@ -38,9 +38,25 @@ def variants(recipe: str) -> dict[str, dict[str, Any]]:
     return {FULL: {}, **{f"without {name}": removal for name, removal in techniques.items()}}
 
 
+def effective(dataset: str, recipe: str) -> dict[str, dict[str, Any]]:
+    """The variants that differ from the full recipe on this dataset: a removal that resolves to the
+    full recipe's own values (a dataset rule already chose them) is no variant there."""
+    from medmnist_lab.engine import resolve_config
+
+    full = resolve_config(dataset, recipe)
+    return {
+        name: removal
+        for name, removal in variants(recipe).items()
+        if name == FULL or resolve_config(dataset, recipe, **removal) != full
+    }
+
+
 def write_spec(recipe: str, datasets: list[str], seeds: list[int], path: Path) -> None:
     cells = [
-        {"dataset": d, "seed": s, **removal} for d in datasets for removal in variants(recipe).values() for s in seeds
+        {"dataset": d, "seed": s, **removal}
+        for d in datasets
+        for removal in effective(d, recipe).values()
+        for s in seeds
     ]
     spec = {
         "name": f"ablation-{recipe}",
@@ -59,7 +75,7 @@ def signatures(dataset: str, recipe: str) -> list[tuple[str, dict[str, Any]]]:
 
     keys = {k for removal in variants(recipe).values() for k in removal}
     out = []
-    for name, removal in variants(recipe).items():
+    for name, removal in effective(dataset, recipe).items():
         config = resolve_config(dataset, recipe, **removal).to_dict()
         out.append((name, {k: config[k] for k in keys}))
     return out

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from medmnist_lab.data.registry import get_dataset
 from medmnist_lab.engine import RunConfig, fit, resolve_config
 from medmnist_lab.engine.checkpoint import load_checkpoint
 from medmnist_lab.engine.config import RECIPES, Recipe
@@ -26,15 +27,30 @@ def test_official_recipe_is_the_dataclass_defaults():
 def test_each_technique_of_a_recipe_can_be_removed_alone(recipe):
     """benchmarks/ablation.py removes one technique at a time: each removal must resolve to a valid
     config that differs from the full recipe in exactly the fields the removal names."""
-    full = resolve_config("retinamnist", recipe).to_dict()
+    full = resolve_config("breastmnist", recipe).to_dict()
     techniques = RECIPES.get(recipe).techniques
     assert len(techniques) >= 3
     for name, removal in techniques.items():
-        ablated = resolve_config("retinamnist", recipe, **removal).to_dict()
+        ablated = resolve_config("breastmnist", recipe, **removal).to_dict()
         changed = {k for k in full if full[k] != ablated[k]}
         assert changed == set(removal), name
     with pytest.raises(MedMNISTLabError, match="unknown recipe technique 'x' fields"):
         Recipe("d", {}, {"x": {"no_such_field": 1}})
+
+
+@pytest.mark.parametrize("recipe", ["fast", "best"])
+def test_batch_follows_the_training_split_size_unless_given(recipe, tmp_path):
+    """fast and best choose the batch from the registry's training-split size (64 under 1,000
+    images, 128 from there); an explicit batch wins, and the saved config carries the chosen one."""
+    assert resolve_config("breastmnist", recipe).batch_size == 64  # 546 training images
+    assert resolve_config("breastmnist", recipe, size=64).batch_size == 64
+    assert resolve_config("retinamnist", recipe).batch_size == 128  # 1,080
+    assert resolve_config("tissuemnist", recipe).batch_size == 128  # 165,466
+    assert resolve_config("breastmnist", recipe, batch_size=32).batch_size == 32
+    resolve_config("breastmnist", recipe).to_yaml(tmp_path / "c.yaml")
+    assert RunConfig.from_yaml(tmp_path / "c.yaml").batch_size == 64
+    with pytest.raises(MedMNISTLabError, match="recipe dataset rule"):
+        Recipe("d", {}, by_dataset=lambda info: {"batch": 1}).for_dataset(get_dataset("breastmnist"))
 
 
 def test_config_is_frozen_canonical_and_validated_at_construction():
@@ -174,3 +190,24 @@ def test_config_values_get_their_field_type_at_construction():
     for bad, match in (({"epochs": "ten"}, "epochs='ten' is not an integer"), ({"amp": "yes"}, "true/false")):
         with pytest.raises(MedMNISTLabError, match=match):
             RunConfig("breastmnist", **bad)
+
+
+def test_ablation_skips_a_removal_that_the_dataset_rule_makes_a_no_op(tmp_path):
+    """benchmarks/ablation.py: on RetinaMNIST the batch rule already gives 128, so 'without batch 64'
+    would be the full recipe again: it is no cell there, and is one on BreastMNIST."""
+    import importlib.util
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(__file__).parents[1] / "benchmarks" / "ablation.py"
+    spec = importlib.util.spec_from_file_location("ablation", path)
+    ablation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablation)
+    batch = next(name for name in ablation.variants("fast") if "batch" in name)
+    assert batch in ablation.effective("breastmnist", "fast")
+    assert batch not in ablation.effective("retinamnist", "fast")
+    ablation.write_spec("fast", ["breastmnist", "retinamnist"], [0], tmp_path / "s.yaml")
+    cells = yaml.safe_load((tmp_path / "s.yaml").read_text())["include"]
+    per = {d: sum(c["dataset"] == d for c in cells) for d in ("breastmnist", "retinamnist")}
+    assert per == {"breastmnist": len(ablation.variants("fast")), "retinamnist": len(ablation.variants("fast")) - 1}
