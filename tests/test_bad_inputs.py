@@ -148,6 +148,20 @@ CASES: list[tuple[str, list[str], str, str | None]] = [
     ("evaluate-split", ["evaluate", "{ws}/" + RUN + "/best.pt", "--split", "nope"], "nope", None),
     ("evaluate-dataset", ["evaluate", "{ws}/" + RUN + "/best.pt", "--dataset", "retinamnist"], "retinamnist", None),
     ("evaluate-gan-checkpoint", ["evaluate", "{ws}/" + GAN], "not a medmnist-lab checkpoint", None),
+    ("evaluate-ensemble-twice", ["evaluate", "{ws}/" + RUN + "/best.pt", "{ws}/" + RUN + "/best.pt"], "twice", None),
+    (
+        "evaluate-ensemble-exists",
+        ["evaluate", "{ws}/" + RUN + "/best.pt", "{ws}/" + RUN + "/last.pt", "-o", "{ws}/existing.json"],
+        "exists",
+        None,
+    ),
+    (
+        "evaluate-ensemble-predictions",
+        ["evaluate", "{ws}/" + RUN + "/best.pt", "{ws}/" + RUN + "/last.pt", "--predictions"],
+        "--predictions",
+        None,
+    ),
+    ("evaluate-output-one", ["evaluate", "{ws}/" + RUN + "/best.pt", "-o", "{ws}/e.json"], "-o/--output", None),
     # predict and export
     ("predict-text", ["predict", "{ws}/text.pt", "{ws}/existing.png"], "text file", "download"),
     ("predict-no-inputs", ["predict", "{ws}/" + RUN + "/best.pt", "{ws}/adir"], "adir", None),

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from medmnist_lab.cli.main import main
-from medmnist_lab.engine import RunConfig, evaluate, fit, resolve_config
+from medmnist_lab.engine import RunConfig, evaluate, evaluate_ensemble, fit, resolve_config
 from medmnist_lab.engine.batcher import DeviceBatcher
 from medmnist_lab.engine.checkpoint import load_checkpoint
 from medmnist_lab.engine.schedule import build_optimizer, build_scheduler
@@ -132,6 +132,32 @@ def test_evaluate_reproduces_summary_and_official_rescoring(synthetic_root, tmp_
     official = Evaluator.parse_and_evaluate(str(csv))
     ours = (result.test.metrics.auc, result.test.metrics.acc)
     assert ours == (official.AUC, official.ACC)
+
+
+def test_ensemble_averages_the_members_probabilities_and_scores_them_officially(synthetic_root, tmp_path, capsys):
+    from medmnist.evaluator import getACC, getAUC
+
+    configs = [tiny_config("breastmnist", synthetic_root, tmp_path, name=f"s{s}", seed=s) for s in (0, 1)]
+    runs = [fit(c, progress=False) for c in configs]
+    checkpoints = [r.run_dir / "best.pt" for r in runs]
+    ens = evaluate_ensemble(checkpoints, "test")
+    members = [evaluate(c, "test").result.scores for c in checkpoints]
+    assert np.array_equal(ens.result.scores, (members[0] + members[1]) / 2)
+    labels = np.load(synthetic_root / "breastmnist.npz")["test_labels"]
+    assert ens.result.metrics.auc == getAUC(labels, ens.result.scores, "binary-class")
+    assert ens.result.metrics.acc == getACC(labels, ens.result.scores, "binary-class")
+    assert [m.checkpoint for m in ens.members] == checkpoints
+    out = tmp_path / "ens.json"
+    assert main(["evaluate", *map(str, checkpoints), "-o", str(out), "--predictions"]) == 0
+    record = json.loads(out.read_text())
+    assert record["auc"] == ens.result.metrics.auc and len(record["members"]) == 2
+    assert "ensemble of 2" in capsys.readouterr().out
+    assert len(list(tmp_path.glob("breastmnist_test_*@ens.csv"))) == 1
+    other = fit(tiny_config("retinamnist", synthetic_root, tmp_path, name="o", epochs=1), progress=False)
+    with pytest.raises(MedMNISTLabError, match="must share dataset and size"):
+        evaluate_ensemble([checkpoints[0], other.run_dir / "best.pt"])
+    with pytest.raises(MedMNISTLabError, match="at least two"):
+        evaluate_ensemble(checkpoints[:1])
 
 
 def test_checkpoint_for_another_dataset_is_refused(synthetic_root, tmp_path):

@@ -1,11 +1,14 @@
-"""`evaluate(checkpoint, split)`: score a saved model without the training code's state."""
+"""`evaluate(checkpoint, split)`: score a saved model without the training code's state;
+`evaluate_ensemble(checkpoints, split)`: score the averaged probabilities of several."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from medmnist_lab.data.registry import SPLITS, get_dataset
@@ -13,7 +16,13 @@ from medmnist_lab.engine.checkpoint import check_compatible, load_checkpoint
 from medmnist_lab.engine.config import RunConfig
 from medmnist_lab.engine.data import load_eval_split
 from medmnist_lab.engine.device import resolve_device, resolve_precision
-from medmnist_lab.engine.evaluation import SplitResult, check_eval_memory, predict, score_split
+from medmnist_lab.engine.evaluation import (
+    SplitResult,
+    check_eval_memory,
+    predict,
+    score_probabilities,
+    score_split,
+)
 from medmnist_lab.engine.train import build_model
 from medmnist_lab.errors import MedMNISTLabError
 from medmnist_lab.records import write_json
@@ -79,3 +88,60 @@ def save_eval(result: EvalResult) -> Path:
     return write_json(
         result.to_dict(), result.checkpoint.with_name(f"eval_{result.checkpoint.stem}_{result.split}.json")
     )
+
+
+@dataclass
+class EnsembleResult:
+    """The members' probabilities averaged (each member with its own test-time flips, if its run used
+    them), scored like one model; `members` keeps each member's own scores."""
+
+    split: str
+    result: SplitResult
+    members: list[EvalResult]
+
+    @property
+    def config(self) -> RunConfig:
+        return self.members[0].config
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ensemble": [str(m.checkpoint) for m in self.members],
+            "split": self.split,
+            **self.result.to_dict(),
+            "members": [m.to_dict() for m in self.members],
+        }
+
+
+def evaluate_ensemble(
+    checkpoints: Sequence[str | Path],
+    split: str = "test",
+    *,
+    root: str | None = None,
+    device: str | None = None,
+    dataset: str | None = None,
+    size: int | None = None,
+) -> EnsembleResult:
+    """Average the probabilities of several checkpoints of one dataset and size on `split`, and score
+    the average with the official metrics (for single-label tasks the average is still a distribution,
+    so ACC is its argmax, and the binary threshold applies to the averaged positive class)."""
+    paths = [Path(c) for c in checkpoints]
+    if len(paths) < 2:
+        raise MedMNISTLabError(f"an ensemble needs at least two checkpoints, got {len(paths)}")
+    seen: set[Path] = set()
+    for path in paths:
+        key = path.resolve()
+        if key in seen:
+            raise MedMNISTLabError(f"checkpoint {path} is listed twice; an ensemble averages different models")
+        seen.add(key)
+    members = [evaluate(p, split, root=root, device=device, dataset=dataset, size=size) for p in paths]
+    first = members[0].config
+    for m in members[1:]:
+        if (m.config.dataset, m.config.size) != (first.dataset, first.size):
+            raise MedMNISTLabError(
+                f"checkpoint {m.checkpoint} is {m.config.dataset} at {m.config.size} px, but {members[0].checkpoint} "
+                f"is {first.dataset} at {first.size} px; an ensemble's members must share dataset and size"
+            )
+    info = get_dataset(first.dataset, warn_alias=False)
+    data = load_eval_split(members[0].config, info, split)
+    mean = np.mean([m.result.scores for m in members], axis=0)
+    return EnsembleResult(split, score_probabilities(mean, data, info), members)

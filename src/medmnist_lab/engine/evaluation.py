@@ -90,7 +90,11 @@ class SplitResult:
 
 
 def score_split(logits: torch.Tensor, data: SplitData, info: DatasetInfo) -> SplitResult:
-    scores = scores_from_logits(logits, info.task)
+    return score_probabilities(scores_from_logits(logits, info.task), data, info)
+
+
+def score_probabilities(scores: np.ndarray, data: SplitData, info: DatasetInfo) -> SplitResult:
+    """Official metrics and extras of (N, K) probabilities (an ensemble's averaged ones, say)."""
     y_true = data.labels.numpy()
     metrics = official_metrics(y_true, scores, info.task)
     extras = extra_metrics(y_true, scores, info.task, list(info.label_names))
