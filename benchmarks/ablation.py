@@ -15,15 +15,15 @@ Selection is on validation AUC inside every run, as always; the test split is on
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or imported by the tests
+import _study
+from _study import mean_std, pm, run_study, study_parser
 
 FULL = "full recipe"
 
@@ -58,14 +58,8 @@ def write_spec(recipe: str, datasets: list[str], seeds: list[int], path: Path) -
         for removal in effective(d, recipe).values()
         for s in seeds
     ]
-    spec = {
-        "name": f"ablation-{recipe}",
-        "description": f"recipe {recipe} with one technique removed at a time (benchmarks/ablation.py)",
-        # the base is itself a cell: make it the first full-recipe cell, so it is not an extra one
-        "base": {"recipe": recipe, "dataset": datasets[0], "seed": seeds[0]},
-        "include": cells,
-    }
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    description = f"recipe {recipe} with one technique removed at a time (benchmarks/ablation.py)"
+    _study.write_spec(path, f"ablation-{recipe}", description, recipe, cells)
 
 
 def signatures(dataset: str, recipe: str) -> list[tuple[str, dict[str, Any]]]:
@@ -79,10 +73,6 @@ def signatures(dataset: str, recipe: str) -> list[tuple[str, dict[str, Any]]]:
         config = resolve_config(dataset, recipe, **removal).to_dict()
         out.append((name, {k: config[k] for k in keys}))
     return out
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def summarize(out: Path, recipe: str) -> list[dict[str, Any]]:
@@ -123,9 +113,6 @@ def markdown(table: list[dict[str, Any]]) -> str:
         "|---|---|---|---:|---:|---:|---:|---:|",
     ]
 
-    def pm(v: tuple[float, float] | None, sign: bool = False) -> str:
-        return "" if v is None else (f"{v[0]:+.3f} ± {v[1]:.3f}" if sign else f"{v[0]:.3f} ± {v[1]:.3f}")
-
     for e in table:
         lines.append(
             f"| {e['dataset']} | {e['variant']} | {len(e['seeds'])} | {pm(e['auc'])} | {pm(e['acc'])} | "
@@ -135,28 +122,13 @@ def markdown(table: list[dict[str, Any]]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--recipe", default="fast")
-    ap.add_argument("--datasets", nargs="+", default=["breastmnist", "retinamnist"])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="passed to study run")
-    ap.add_argument("-o", "--out", type=Path, required=True, help="study folder (resumed if it exists)")
-    ap.add_argument("--summary-only", action="store_true", help="tabulate the finished cells; run nothing")
-    args = ap.parse_args()
+    args = study_parser(__doc__, [0, 1, 2]).parse_args()
 
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.summary_only:
         spec = args.out / "ablation.yaml"
         write_spec(args.recipe, args.datasets, args.seeds, spec)
-        cmd = [sys.executable, "-m", "medmnist_lab.cli.main", "study", "run", str(spec), "-o", str(args.out)]
-        cmd += ["--workers", str(args.workers), "--no-progress"]
-        cmd += ["--threads", str(args.threads)] if args.threads else []
-        for item in args.set:
-            cmd += ["--set", item]
-        if subprocess.run(cmd).returncode != 0:
-            raise SystemExit(f"the ablation study stopped; rerun the same command to resume it ({args.out})")
+        run_study(spec, args.out, args.workers, args.threads, args.set)
     table = summarize(args.out, args.recipe)
     (args.out / "ablation.json").write_text(json.dumps(table, indent=2))
     print(markdown(table))
