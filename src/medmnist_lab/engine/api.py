@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from medmnist_lab.data.arrays import SplitData
 from medmnist_lab.data.registry import SPLITS, get_dataset
 from medmnist_lab.engine.checkpoint import check_compatible, load_checkpoint
 from medmnist_lab.engine.config import RunConfig
@@ -60,6 +61,13 @@ def evaluate(
     size: int | None = None,
 ) -> EvalResult:
     """Score `checkpoint` on `split` of its dataset; `dataset`/`size`, when given, must match it."""
+    return _evaluate(checkpoint, split, root, device, dataset, size)[0]
+
+
+def _evaluate(
+    checkpoint: str | Path, split: str, root: str | None, device: str | None, dataset: str | None, size: int | None
+) -> tuple[EvalResult, SplitData]:
+    """`evaluate`, also returning the split it loaded (an ensemble scores its average on it)."""
     if split not in SPLITS:
         raise MedMNISTLabError(f"unknown split '{split}'; choose one of: {', '.join(SPLITS)}")
     state = load_checkpoint(checkpoint)
@@ -81,7 +89,7 @@ def evaluate(
         model = model.to(memory_format=torch.channels_last)
     data = load_eval_split(config, info, split)
     result = score_split(predict(model, data, config, dev, precision, channels_last), data, info)
-    return EvalResult(Path(checkpoint), split, result, config)
+    return EvalResult(Path(checkpoint), split, result, config), data
 
 
 def save_eval(result: EvalResult) -> Path:
@@ -133,7 +141,8 @@ def evaluate_ensemble(
         if key in seen:
             raise MedMNISTLabError(f"checkpoint {path} is listed twice; an ensemble averages different models")
         seen.add(key)
-    members = [evaluate(p, split, root=root, device=device, dataset=dataset, size=size) for p in paths]
+    scored = [_evaluate(p, split, root, device, dataset, size) for p in paths]
+    members = [member for member, _ in scored]
     first = members[0].config
     for m in members[1:]:
         if (m.config.dataset, m.config.size) != (first.dataset, first.size):
@@ -142,6 +151,6 @@ def evaluate_ensemble(
                 f"is {first.dataset} at {first.size} px; an ensemble's members must share dataset and size"
             )
     info = get_dataset(first.dataset, warn_alias=False)
-    data = load_eval_split(members[0].config, info, split)
+    data = scored[0][1]  # the labels are the split's, whichever member loaded it
     mean = np.mean([m.result.scores for m in members], axis=0)
     return EnsembleResult(split, score_probabilities(mean, data, info), members)
