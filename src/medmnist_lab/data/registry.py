@@ -6,11 +6,14 @@ licenses, URLs and MD5s; nothing here retypes those facts.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
+from typing import Any
 
-from medmnist_lab.errors import DataFileError
+from medmnist_lab.errors import DataFileError, MedMNISTLabError
 from medmnist_lab.registry import Registry
 
 SIZES: tuple[int, ...] = (28, 64, 128, 224)
@@ -114,10 +117,26 @@ def _from_info(flag: str, info: dict) -> DatasetInfo:
     )
 
 
+def _official_info() -> dict[str, Any]:
+    """The official `medmnist.info.INFO` table, read from that one file: `import medmnist.info`
+    would first run the package's `__init__`, which imports torch and every dataset class
+    (seconds at the start of every command, `--help` included)."""
+    if "medmnist.info" in sys.modules:
+        return sys.modules["medmnist.info"].INFO
+    spec = importlib.util.find_spec("medmnist")
+    if spec is None or not spec.submodule_search_locations:
+        raise MedMNISTLabError("the `medmnist` package is not installed; `pip install medmnist`")
+    path = Path(next(iter(spec.submodule_search_locations))) / "info.py"
+    file_spec = importlib.util.spec_from_file_location("_medmnist_info", path)
+    assert file_spec is not None and file_spec.loader is not None
+    module = importlib.util.module_from_spec(file_spec)
+    file_spec.loader.exec_module(module)
+    return module.INFO
+
+
 @cache
 def _registry() -> Registry[DatasetInfo]:
-    from medmnist.info import INFO  # imported lazily: it pulls in pandas & co.
-
+    INFO = _official_info()
     reg: Registry[DatasetInfo] = Registry("dataset")
     for flag in FLAGS_2D:
         aliases = tuple(a for a, f in V1_ALIASES.items() if f == flag)

@@ -1,9 +1,32 @@
-"""Training engine: recipes, fit(), evaluate(), checkpoints."""
+"""Training engine: recipes, fit(), evaluate(), checkpoints.
 
-from medmnist_lab.engine.api import EnsembleResult, EvalResult, evaluate, evaluate_ensemble, load_model
-from medmnist_lab.engine.config import RECIPES, RunConfig, resolve_config
-from medmnist_lab.engine.train import RunResult, fit
+Exports are lazy (`medmnist_lab.lazy`): `engine.config` (recipes, RunConfig) needs no torch.
+"""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from medmnist_lab.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from medmnist_lab.engine.api import EnsembleResult, EvalResult, evaluate, evaluate_ensemble, load_model
+    from medmnist_lab.engine.config import RECIPES, RunConfig, resolve_config
+    from medmnist_lab.engine.train import RunResult, fit
+
+_EXPORTS = {
+    "EnsembleResult": "medmnist_lab.engine.api",
+    "EvalResult": "medmnist_lab.engine.api",
+    "evaluate": "medmnist_lab.engine.api",
+    "evaluate_ensemble": "medmnist_lab.engine.api",
+    "load_model": "medmnist_lab.engine.api",
+    "RECIPES": "medmnist_lab.engine.config",
+    "RunConfig": "medmnist_lab.engine.config",
+    "resolve_config": "medmnist_lab.engine.config",
+    "RunResult": "medmnist_lab.engine.train",
+    "fit": "medmnist_lab.engine.train",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 __all__ = [
     "RECIPES",
     "EnsembleResult",

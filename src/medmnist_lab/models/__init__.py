@@ -1,7 +1,31 @@
-"""Classifier models: a registry, `create_model()`, ResNet-18/50 and the optional timm family."""
+"""Classifier models: a registry, `create_model()`, ResNet-18/50 and the optional timm family.
 
-from medmnist_lab.models import resnet, timm_models  # noqa: F401  (registers the entries)
-from medmnist_lab.models.registry import MODEL_FAMILIES, MODELS, create_model, list_models
-from medmnist_lab.models.resnet import ResNet
+Exports are lazy (`medmnist_lab.lazy`); the registry is filled by importing `models.registry`
+(which imports the ResNet and timm entries) on first use.
+"""
 
-__all__ = ["MODELS", "MODEL_FAMILIES", "ResNet", "create_model", "list_models"]
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from medmnist_lab.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from medmnist_lab.models.registry import MODEL_FAMILIES, MODELS, create_model, list_models
+    from medmnist_lab.models.resnet import ResNet
+
+_EXPORTS = {
+    "MODELS": "medmnist_lab.models.zoo",
+    "MODEL_FAMILIES": "medmnist_lab.models.zoo",
+    "create_model": "medmnist_lab.models.zoo",
+    "list_models": "medmnist_lab.models.zoo",
+    "ResNet": "medmnist_lab.models.resnet",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = [
+    "MODELS",
+    "MODEL_FAMILIES",
+    "ResNet",
+    "create_model",
+    "list_models",
+]
