@@ -96,11 +96,17 @@ class Predictor:
     info: ModelInfo
 
     @staticmethod
-    def load(path: str | os.PathLike[str], device: str = "cpu") -> Predictor:
+    def load(path: str | os.PathLike[str], device: str = "cpu", precision: str = "fp32") -> Predictor:
+        """A checkpoint's or an ONNX file's predictor; a checkpoint runs in `precision` (default fp32,
+        as `evaluate`: the same probabilities on every CPU and as its ONNX export)."""
         path = Path(path)
         if path.suffix.lower() == ".onnx":
+            if precision != "fp32":
+                raise MedMNISTLabError(
+                    f"--precision {precision} is for PyTorch checkpoints; an .onnx model runs in fp32"
+                )
             return OnnxPredictor(path)
-        return TorchPredictor(path, device)
+        return TorchPredictor(path, device, precision)
 
     def probabilities(self, images: np.ndarray, tta: bool = False, batch_size: int = 256) -> np.ndarray:
         probs = self._run(images, batch_size)
@@ -113,18 +119,18 @@ class Predictor:
 
 
 class TorchPredictor(Predictor):
-    def __init__(self, path: Path, device: str = "cpu") -> None:
+    def __init__(self, path: Path, device: str = "cpu", precision: str = "fp32") -> None:
         from dataclasses import replace
 
         from medmnist_lab.engine.api import load_model
         from medmnist_lab.engine.config import RunConfig
-        from medmnist_lab.engine.device import resolve_device, resolve_precision
+        from medmnist_lab.engine.device import resolve_device, scoring_precision
 
         self.model, state = load_model(path, device)
         self.info = info_from_checkpoint(state, path)
         self.device = resolve_device(device)
         self.config = replace(RunConfig.from_dict(state["config"]), device=str(self.device))
-        self.precision = resolve_precision(self.device, self.config.amp)
+        self.precision = scoring_precision(self.device, precision, self.config)
         self.dataset = get_dataset(self.info.dataset, warn_alias=False)
 
     def _run(self, images: np.ndarray, batch_size: int) -> np.ndarray:

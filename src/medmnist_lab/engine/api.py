@@ -16,7 +16,7 @@ from medmnist_lab.data.registry import SPLITS, get_dataset
 from medmnist_lab.engine.checkpoint import check_compatible, load_checkpoint
 from medmnist_lab.engine.config import RunConfig
 from medmnist_lab.engine.data import load_eval_split
-from medmnist_lab.engine.device import resolve_device, resolve_precision
+from medmnist_lab.engine.device import SCORE_PRECISION, resolve_device, scoring_precision
 from medmnist_lab.engine.evaluation import (
     SplitResult,
     check_eval_memory,
@@ -59,13 +59,21 @@ def evaluate(
     device: str | None = None,
     dataset: str | None = None,
     size: int | None = None,
+    precision: str = SCORE_PRECISION,
 ) -> EvalResult:
-    """Score `checkpoint` on `split` of its dataset; `dataset`/`size`, when given, must match it."""
-    return _evaluate(checkpoint, split, root, device, dataset, size)[0]
+    """Score `checkpoint` on `split` of its dataset; `dataset`/`size`, when given, must match it.
+    `precision` defaults to fp32 whatever the run trained in: the same numbers on every CPU."""
+    return _evaluate(checkpoint, split, root, device, dataset, size, precision)[0]
 
 
 def _evaluate(
-    checkpoint: str | Path, split: str, root: str | None, device: str | None, dataset: str | None, size: int | None
+    checkpoint: str | Path,
+    split: str,
+    root: str | None,
+    device: str | None,
+    dataset: str | None,
+    size: int | None,
+    precision: str = SCORE_PRECISION,
 ) -> tuple[EvalResult, SplitData]:
     """`evaluate`, also returning the split it loaded (an ensemble scores its average on it)."""
     if split not in SPLITS:
@@ -80,7 +88,7 @@ def _evaluate(
     check_compatible(state, info.flag, config.size, info.n_classes, f"checkpoint {checkpoint}")
     dev = resolve_device(config.device)
     check_eval_memory(config, dev)
-    precision = resolve_precision(dev, config.amp)
+    scoring = scoring_precision(dev, precision, config)
     channels_last = dev.type == "cuda" if config.channels_last is None else config.channels_last
     model = build_model(config, info)
     model.load_state_dict(state["model"])
@@ -88,7 +96,7 @@ def _evaluate(
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     data = load_eval_split(config, info, split)
-    result = score_split(predict(model, data, config, dev, precision, channels_last), data, info)
+    result = score_split(predict(model, data, config, dev, scoring, channels_last), data, info)
     return EvalResult(Path(checkpoint), split, result, config), data
 
 
@@ -128,6 +136,7 @@ def evaluate_ensemble(
     device: str | None = None,
     dataset: str | None = None,
     size: int | None = None,
+    precision: str = SCORE_PRECISION,
 ) -> EnsembleResult:
     """Average the probabilities of several checkpoints of one dataset and size on `split`, and score
     the average with the official metrics (for single-label tasks the average is still a distribution,
@@ -141,7 +150,7 @@ def evaluate_ensemble(
         if key in seen:
             raise MedMNISTLabError(f"checkpoint {path} is listed twice; an ensemble averages different models")
         seen.add(key)
-    scored = [_evaluate(p, split, root, device, dataset, size) for p in paths]
+    scored = [_evaluate(p, split, root, device, dataset, size, precision) for p in paths]
     members = [member for member, _ in scored]
     first = members[0].config
     for m in members[1:]:

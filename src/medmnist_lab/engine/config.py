@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     from medmnist_lab.data.registry import DatasetInfo
 
 
+# Training precisions (engine.device resolves them to autocast dtypes; stated here, without torch).
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     dataset: str
@@ -67,7 +71,8 @@ class RunConfig:
     # engine
     seed: int = 0
     device: str = "auto"
-    amp: bool | None = None  # None: on where safe (CUDA; CPUs with bf16 support)
+    amp: bool | None = None  # older switch of precision: None auto, False fp32, True mixed precision
+    precision: str = "auto"  # training precision: auto|fp32|bf16|fp16 (scoring is fp32: engine.device)
     channels_last: bool | None = None  # None: on for CUDA
     compile: bool = False
     eval_batch_size: int | None = None  # None: scaled with the image size
@@ -125,6 +130,10 @@ class RunConfig:
             raise bad("synthetic_ratio", self.synthetic_ratio, "needs --synthetic and must be > 0")
         if not 0 < self.gamma <= 1:
             raise bad("gamma", self.gamma, "must be in (0, 1]")
+        if self.precision not in PRECISIONS:
+            raise bad("precision", self.precision, f"choose one of: {', '.join(PRECISIONS)}")
+        if self.amp is not None and self.precision != "auto":
+            raise bad("amp", self.amp, "give precision only (amp is its older spelling: off = fp32)")
         if not self.std > 0 or not 0 <= self.mean <= 1:
             raise bad("mean/std", (self.mean, self.std), "mean must be in [0, 1] and std > 0")
         if self.augment_params and self.augment == "none":

@@ -8,6 +8,7 @@ from functools import cache
 
 import torch
 
+from medmnist_lab.engine.config import PRECISIONS  # auto: bf16/fp16 where it pays off, fp32 elsewhere
 from medmnist_lab.errors import MedMNISTLabError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -54,9 +55,28 @@ class Precision:
         return "fp32" if self.dtype is None else str(self.dtype).removeprefix("torch.")
 
 
-def resolve_precision(device: torch.device, amp: bool | None) -> Precision:
-    if amp is False:
-        return Precision(None, False)
+FP32 = Precision(None, False)
+# Scoring (evaluate, a run's final scores, predict) defaults to fp32: the same checkpoint then
+# gives the same probabilities on every CPU and in its ONNX export, whatever the CPU supports.
+SCORE_PRECISION = "fp32"
+
+
+def resolve_precision(device: torch.device, amp: bool | None = None, precision: str = "auto") -> Precision:
+    """The autocast dtype for `precision` (auto|fp32|bf16|fp16) on `device`. `amp` is the older
+    switch (None: auto, False: fp32, True: mixed precision even where auto would not use it);
+    an explicit `precision` wins over it."""
+    if precision not in PRECISIONS:
+        raise MedMNISTLabError(f"unknown precision '{precision}'; choose one of: {', '.join(PRECISIONS)}")
+    if precision == "fp32" or (precision == "auto" and amp is False):
+        return FP32
+    if precision == "bf16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise MedMNISTLabError("--precision bf16: this GPU does not support bf16; use fp16 or fp32")
+        if device.type == "mps":
+            raise MedMNISTLabError("--precision bf16 is not supported on Apple MPS here; use fp16 or fp32")
+        return Precision(torch.bfloat16, False)
+    if precision == "fp16":
+        return Precision(torch.float16, device.type in ("cuda", "cpu"))  # MPS autocast runs without a scaler
     if device.type == "cuda":
         if torch.cuda.is_bf16_supported():
             return Precision(torch.bfloat16, False)
@@ -65,7 +85,15 @@ def resolve_precision(device: torch.device, amp: bool | None) -> Precision:
         return Precision(torch.bfloat16, False)
     if device.type == "mps" and amp:
         return Precision(torch.float16, False)
-    return Precision(None, False)
+    return FP32
+
+
+def scoring_precision(device: torch.device, requested: str, config: object) -> Precision:
+    """The precision to score in: `requested` (fp32 by default), or with "auto" the run's own
+    training rule (`config.amp`, `config.precision`)."""
+    if requested == "auto":
+        return resolve_precision(device, getattr(config, "amp", None), getattr(config, "precision", "auto"))
+    return resolve_precision(device, None, requested)
 
 
 def autocast(device: torch.device, precision: Precision):

@@ -60,7 +60,8 @@ class RunSummary:
     data: dict[str, Any] = field(default_factory=dict)  # training data provenance
     augment: Any = "none"  # "none" or the policy's describe() dict
     device: str = "cpu"
-    precision: str = "fp32"
+    precision: str = "fp32"  # training precision
+    score_precision: str = "fp32"  # of the final scores (fp32 unless asked otherwise: the same on every CPU)
     channels_last: bool = False
     versions: dict[str, Any] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)

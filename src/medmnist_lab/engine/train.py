@@ -23,7 +23,7 @@ from medmnist_lab.engine.batcher import DeviceBatcher
 from medmnist_lab.engine.checkpoint import RESUME_KEYS, check_compatible, check_keys, load_checkpoint, save_checkpoint
 from medmnist_lab.engine.config import RunConfig
 from medmnist_lab.engine.data import TrainData, load_eval_split, load_train_data
-from medmnist_lab.engine.device import Precision, autocast, resolve_device, resolve_precision
+from medmnist_lab.engine.device import SCORE_PRECISION, Precision, autocast, resolve_device, resolve_precision
 from medmnist_lab.engine.ema import EMA
 from medmnist_lab.engine.evaluation import SplitResult, check_eval_memory, predict, score_split
 from medmnist_lab.engine.runfolder import RunFolder
@@ -152,15 +152,19 @@ class Session:
     def eval_model(self) -> torch.nn.Module:
         return self.ema.module if self.ema is not None else self.model
 
-    def score(self, data: SplitData, model: torch.nn.Module | None = None) -> SplitResult:
+    def score(
+        self, data: SplitData, model: torch.nn.Module | None = None, precision: Precision | None = None
+    ) -> SplitResult:
+        """Score `data` (default: with the training precision, as validation during training does)."""
         model = self.eval_model if model is None else model
-        logits = predict(model, data, self.config, self.device, self.precision, self.channels_last)
+        precision = self.precision if precision is None else precision
+        logits = predict(model, data, self.config, self.device, precision, self.channels_last)
         return score_split(logits, data, self.info)
 
 
 def build_session(config: RunConfig, info: DatasetInfo) -> Session:
     device = resolve_device(config.device)
-    precision = resolve_precision(device, config.amp)
+    precision = resolve_precision(device, config.amp, config.precision)
     channels_last = device.type == "cuda" if config.channels_last is None else config.channels_last
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -432,8 +436,10 @@ def finish(s: Session, run_dir: Path, resumed_from: int | None) -> RunResult:
     wall = s.elapsed_seconds
     best = load_checkpoint(run_dir / "best.pt", map_location=s.device)
     s.model.load_state_dict(best["model"])  # the evaluated weights (the average, with EMA)
+    # The final scores in fp32, as `evaluate` gives them: the same on every CPU, bf16 or not.
+    scoring = resolve_precision(s.device, precision=SCORE_PRECISION)
     results = {
-        split: s.score(s.val if split == "val" else load_eval_split(s.config, s.info, split), s.model)
+        split: s.score(s.val if split == "val" else load_eval_split(s.config, s.info, split), s.model, scoring)
         for split in ("val", "test", "train")
     }
     for split in ("val", "test"):
@@ -456,6 +462,7 @@ def finish(s: Session, run_dir: Path, resumed_from: int | None) -> RunResult:
         augment=s.augment.describe() if s.augment is not None else "none",
         device=str(s.device),
         precision=s.precision.name,
+        score_precision=scoring.name,
         channels_last=s.channels_last,
         versions=env["versions"],
         machine=env["machine"],

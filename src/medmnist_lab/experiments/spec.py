@@ -47,7 +47,7 @@ def config_fields() -> list[str]:
 
 # Fields added to RunConfig after studies existed, with the value that means "as before": left out
 # of the hash at that value, so the cells of existing studies keep their hashes.
-LATER_FIELDS: dict[str, Any] = {"ema": 0.0, "tta": False}
+LATER_FIELDS: dict[str, Any] = {"ema": 0.0, "tta": False, "precision": "auto"}
 
 
 def cell_hash(config: dict[str, Any]) -> str:
