@@ -33,12 +33,31 @@ Factor = Callable[[int, int, RunConfig], float]
 SCHEDULES: Registry[Factor] = Registry("schedule")
 
 
+def milestone_epochs(c: RunConfig) -> list[int]:
+    """The epochs where a multistep schedule decays: int(fraction * epochs), as torch's MultiStepLR
+    with the official recipe's epochs 50 and 75 of 100, but never epoch 0: with 1 epoch both
+    official milestones would fall there and the whole run would train at lr x gamma^2 (1e-5)."""
+    return [max(1, int(m * c.epochs)) for m in c.milestones]
+
+
+def short_run_note(c: RunConfig) -> str | None:
+    """One line for a run too short for its milestones: where they fall, and that none is epoch 0."""
+    if c.schedule != "multistep" or all(int(m * c.epochs) >= 1 for m in c.milestones):
+        return None
+    epochs = milestone_epochs(c)
+    where = ", ".join(f"{m:g} of {c.epochs} -> epoch {e}" for m, e in zip(c.milestones, epochs, strict=True))
+    effect = (
+        f"the whole run trains at the base rate {c.lr:g}"
+        if all(e >= c.epochs for e in epochs)
+        else f"the first epoch trains at the base rate {c.lr:g}"
+    )
+    return f"note: multistep milestones {where} (never epoch 0): {effect}"
+
+
 @SCHEDULES.register("multistep")
 def _multistep(step: int, per_epoch: int, c: RunConfig) -> float:
-    # Stepped per epoch like torch's MultiStepLR with milestones at int(fraction * epochs):
-    # the official recipe's epochs 50 and 75 of 100.
     epoch = step // per_epoch
-    return c.gamma ** sum(epoch >= int(m * c.epochs) for m in c.milestones)
+    return c.gamma ** sum(epoch >= e for e in milestone_epochs(c))
 
 
 @SCHEDULES.register("cosine")
