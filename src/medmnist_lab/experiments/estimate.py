@@ -1,100 +1,239 @@
-"""Time estimates for `study run --dry-run`: epochs x training images / measured images per second.
+"""Time estimates for `study run --dry-run`, from speeds recorded on this machine.
 
-The speed comes from evidence, never from a table of guesses: the `images_per_s` that finished
-cells of the same model, size and device recorded in their history, else a short measurement on
-this machine (a few training steps of the real model at the cell's size and batch).
+A cell's wall time is modelled as
+
+    setup + epochs x (train images x t_train + val images x t_eval) + (train + val + test) x t_score
+
+t_train is the real training step (`engine.train.train_one_epoch` on a `Session`: the cell's recipe,
+augmentation, EMA, precision and batch), t_eval one validation pass per image (with the cell's
+test-time flips), t_score the final fp32 scoring, setup the data loading and model building.
+
+The coefficients come from evidence, never from a table of guesses, in this order: finished cells
+of the same study (their history and wall time), else the speed cache of this machine
+(`~/.cache/medmnist-lab/speeds.json`, or `$MEDMNIST_LAB_CACHE`; keyed by CPU, threads, torch
+version, device, model, width, size, channels, precision, batch, augmentation, EMA and flips),
+else a measurement now: a session on a few batches of the cell's real data, timed after a warm-up
+epoch, whose result is written to the cache so that the next dry run answers at once.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import platform
 import statistics
+import sys
 import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from medmnist_lab.experiments.spec import Cell
 from medmnist_lab.experiments.store import ResultStore
 
-EVAL_OVERHEAD = 1.15  # validation each epoch + the final scoring, measured ~10-15% at 28 px
-CALIBRATION_STEPS = 3
-WARMUP_STEPS = 2
+CACHE_ENV = "MEDMNIST_LAB_CACHE"
+MEASURE_BATCHES = 2  # timed training steps per measurement (after one warm-up epoch of the same size)
+MAX_EVAL_IMAGES = 512  # validation images timed per measurement
 
 
-def _key(config: Any) -> tuple:
-    return (config.model, config.size, config.width, config.as_rgb, config.dataset, config.device, config.amp)
+@dataclass(frozen=True)
+class Speed:
+    """Seconds per image of a training step, a validation pass and the final fp32 scoring, and the
+    fixed seconds of a cell (data loading, model building, first-step warm-up)."""
+
+    t_train: float
+    t_eval: float
+    t_score: float
+    setup: float
+    source: str = "measured"  # measured | cache | study
+
+    def cell_seconds(self, epochs: int, counts: dict[str, int]) -> float:
+        per_epoch = counts["train"] * self.t_train + counts["val"] * self.t_eval
+        return self.setup + epochs * per_epoch + sum(counts.values()) * self.t_score
 
 
-def recorded_speed(store: ResultStore | None) -> dict[tuple, float]:
-    """Median images/s of finished cells' epochs, per (model, size, width, rgb, dataset, device, amp)."""
+def cache_path() -> Path:
+    folder = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "medmnist-lab"
+    return Path(folder) / "speeds.json"
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def speed_key(config: Any, threads: int) -> str:
+    """What a step's speed depends on; one cache entry per distinct key."""
+    import torch
+
+    from medmnist_lab.data.registry import get_dataset
+    from medmnist_lab.engine.device import resolve_device, resolve_precision
+
+    info = get_dataset(config.dataset, warn_alias=False)
+    device = resolve_device(config.device)
+    fields = {
+        "cpu": cpu_name(),
+        "threads": threads,
+        "torch": torch.__version__,
+        "device": str(device),
+        "model": config.model,
+        "width": config.width,
+        "size": config.size,
+        "channels": 3 if config.as_rgb else info.n_channels,
+        "classes": info.n_classes,
+        "precision": resolve_precision(device, config.amp, config.precision).name,
+        "batch": config.batch_size,
+        "augment": config.augment,
+        "ema": config.ema > 0,
+        "tta": config.tta,
+        "channels_last": config.channels_last,
+        "compile": config.compile,
+    }
+    return json.dumps(fields, sort_keys=True)
+
+
+def image_counts(config: Any) -> dict[str, int]:
+    from medmnist_lab.data.registry import get_dataset
+
+    n = dict(get_dataset(config.dataset, warn_alias=False).n_samples)
+    if config.subset:
+        n["train"] = min(n["train"], config.subset)
+    if config.synthetic_ratio:
+        n["train"] += int(n["train"] * config.synthetic_ratio)
+    return n
+
+
+def read_cache() -> dict[str, dict[str, float]]:
+    path = cache_path()
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}  # no cache yet, or an unreadable one: measure again (and rewrite it)
+    return data if isinstance(data, dict) else {}
+
+
+def write_cache(entries: dict[str, dict[str, float]]) -> None:
+    from medmnist_lab.outputs import atomic_path
+
+    path = cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(entries, indent=1, sort_keys=True))
+    except OSError as exc:  # a read-only home: the estimate still stands, it is only not remembered
+        print(f"note: could not write the speed cache {path} ({exc})", file=sys.stderr)
+
+
+def measure(config: Any, threads: int) -> Speed:
+    """Time the real training step and evaluation of `config` on a few batches of its data."""
+    import torch
+
+    from medmnist_lab.data.registry import get_dataset
+    from medmnist_lab.engine.data import load_train_data
+    from medmnist_lab.engine.device import SCORE_PRECISION, resolve_precision
+    from medmnist_lab.engine.train import build_session, train_one_epoch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        info = get_dataset(config.dataset, warn_alias=False)
+        t0 = time.perf_counter()
+        available = len(load_train_data(replace(config, subset=None), info).labels)  # the file's, not the registry's
+        n = min(available, config.subset or available, config.batch_size * MEASURE_BATCHES)
+        s = build_session(replace(config, subset=n, epochs=max(config.epochs, 2)), info)
+        setup = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        train_one_epoch(s, progress=False)  # warm-up: allocator, kernels, first-touch of the data
+        warmup = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        train_one_epoch(s, progress=False)
+        t_train = (time.perf_counter() - t0) / n
+        val = s.val
+        if len(val) > MAX_EVAL_IMAGES:
+            val = replace(val, images=val.images[:MAX_EVAL_IMAGES], labels=val.labels[:MAX_EVAL_IMAGES])
+        s.score(val)  # warm-up of the evaluation path
+        t0 = time.perf_counter()
+        s.score(val)
+        t_eval = (time.perf_counter() - t0) / len(val)
+        t0 = time.perf_counter()
+        s.score(val, s.model, resolve_precision(s.device, precision=SCORE_PRECISION))
+        t_score = (time.perf_counter() - t0) / len(val)
+    finally:
+        torch.set_num_threads(before)
+    # The warm-up epoch's extra time is paid once per cell, like loading the data.
+    return Speed(t_train, t_eval, t_score, setup + max(0.0, warmup - t_train * n))
+
+
+def from_study(store: ResultStore | None, threads: int) -> dict[str, Speed]:
+    """Speeds of finished cells of this study: the training and validation parts of each epoch from
+    its history, the rest of the cell's wall time as setup (with the final scoring)."""
     if store is None:
         return {}
     from medmnist_lab.engine import RunConfig
 
-    speeds: dict[tuple, list[float]] = {}
+    found: dict[str, list[tuple[float, float, float]]] = {}
     for row in store.rows(statuses=["done"]):
         hist = Path(row.run_dir or "") / "history.jsonl"
-        if not hist.is_file():
+        if not hist.is_file() or not row.seconds:
             continue
-        values = [json.loads(line).get("images_per_s") for line in hist.read_text().splitlines() if line]
-        values = [v for v in values if v]
-        if values:
-            speeds.setdefault(_key(RunConfig.from_dict(row.config)), []).extend(values)
-    return {k: statistics.median(v) for k, v in speeds.items()}
+        config = RunConfig.from_dict(row.config)
+        counts = image_counts(config)
+        epochs = [json.loads(line) for line in hist.read_text().splitlines() if line]
+        epochs = [e for e in epochs if e.get("images_per_s") and e.get("seconds")]
+        if not epochs:
+            continue
+        t_train = statistics.median(1 / e["images_per_s"] for e in epochs)
+        t_eval = statistics.median(max(0.0, e["seconds"] - counts["train"] * t_train) for e in epochs) / counts["val"]
+        rest = max(0.0, row.seconds - sum(e["seconds"] for e in epochs))
+        found.setdefault(speed_key(config, threads), []).append((t_train, t_eval, rest))
+    out = {}
+    for key, values in found.items():
+        t_train, t_eval, rest = (statistics.median(v[i] for v in values) for i in range(3))
+        out[key] = Speed(t_train, t_eval, 0.0, rest, "study")  # final scoring is inside `rest`
+    return out
 
 
-def measure_speed(config: Any) -> float:
-    """Images/s of a few real training steps (model, size, batch, precision of the cell)."""
+def estimate(
+    cells: list[Cell],
+    store: ResultStore | None = None,
+    *,
+    threads: int | None = None,
+    on_measure: Callable[[int, int, Any], None] | None = None,
+) -> dict[str, tuple[float, str]]:
+    """hash -> (estimated seconds of the cell, where its speed came from: study | cache | measured).
+    `on_measure(i, n, config)` is called before each of the n measurements this needs."""
     import torch
 
-    from medmnist_lab.data.registry import get_dataset
-    from medmnist_lab.engine.device import autocast, resolve_device, resolve_precision
-    from medmnist_lab.engine.tasks import task_loss
-    from medmnist_lab.engine.train import build_model
-
-    info = get_dataset(config.dataset, warn_alias=False)
-    device = resolve_device(config.device)
-    precision = resolve_precision(device, config.amp)
-    model = build_model(config, info).to(device).train()
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-    channels = 3 if config.as_rgb else info.n_channels
-    batch = min(config.batch_size, 64)
-    x = torch.randn(batch, channels, config.size, config.size, device=device)
-    y = torch.zeros(batch, 1 if not info.is_multilabel else info.n_classes, dtype=torch.long, device=device)
-    times = []
-    for _ in range(WARMUP_STEPS + CALIBRATION_STEPS):  # warm-up steps (allocator, kernels) not counted
-        t0 = time.perf_counter()
-        with autocast(device, precision):
-            out = model(x)
-        loss = task_loss(out, y if not info.is_multilabel else y.float(), info.is_multilabel, 0.0)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return batch / statistics.median(times[WARMUP_STEPS:])
-
-
-def train_count(config: Any) -> int:
-    from medmnist_lab.data.registry import get_dataset
-
-    n = get_dataset(config.dataset, warn_alias=False).n_samples["train"]
-    if config.subset:
-        n = min(n, config.subset)
-    if config.synthetic_ratio:
-        n += int(n * config.synthetic_ratio)
-    return n
-
-
-def estimate(cells: list[Cell], store: ResultStore | None = None) -> dict[str, tuple[float, str]]:
-    """hash -> (estimated seconds, where the speed came from)."""
-    speeds = {k: (v, "recorded") for k, v in recorded_speed(store).items()}
+    threads = threads or torch.get_num_threads()
+    speeds = from_study(store, threads)
+    cache = read_cache()
+    for key, entry in cache.items():
+        if key not in speeds:
+            try:
+                speeds[key] = Speed(**{**entry, "source": "cache"})
+            except TypeError:
+                continue  # an entry of another format: measured again below
+    keys = {cell.hash: speed_key(cell.config, threads) for cell in cells}
+    missing: dict[str, Any] = {}
+    for cell in cells:
+        if keys[cell.hash] not in speeds:
+            missing.setdefault(keys[cell.hash], cell.config)
+    for i, (key, config) in enumerate(missing.items()):
+        if on_measure is not None:
+            on_measure(i, len(missing), config)
+        speeds[key] = measure(config, threads)
+        cache[key] = {k: v for k, v in asdict(speeds[key]).items() if k != "source"}
+    if missing:
+        write_cache(cache)
     out = {}
     for cell in cells:
-        key = _key(cell.config)
-        if key not in speeds:
-            speeds[key] = (measure_speed(cell.config), "measured")
-        img_s, source = speeds[key]
-        out[cell.hash] = (cell.config.epochs * train_count(cell.config) / img_s * EVAL_OVERHEAD, source)
+        speed = speeds[keys[cell.hash]]
+        out[cell.hash] = (speed.cell_seconds(cell.config.epochs, image_counts(cell.config)), speed.source)
     return out
