@@ -435,7 +435,7 @@ def test_cli_preview_writes_grid(synthetic_root, tmp_path, capsys) -> None:
             "2",
             "--cell",
             "20",
-            "--set",
+            "--augment-set",
             "mixup_alpha=0.4",
         ]
     )
@@ -460,7 +460,7 @@ def test_cli_expand_list_and_errors(synthetic_root, tmp_path, capsys) -> None:
                 str(out),
                 "--root",
                 str(synthetic_root),
-                "--set",
+                "--augment-set",
                 "magnitude=5",
             ]
         )
@@ -492,7 +492,7 @@ def test_cli_expand_list_and_errors(synthetic_root, tmp_path, capsys) -> None:
             "breastmnist",
             "--policy",
             "simple",
-            "--set",
+            "--augment-set",
             "rotate=999",
             "-o",
             str(tmp_path / "g.png"),

@@ -433,8 +433,10 @@ def test_cli_train_and_sample(unbalanced_root: Path, tmp_path: Path, capsys: pyt
             "4",
             "--nz",
             "8",
-            "--out",
-            str(out),
+            "--out-dir",
+            str(tmp_path),
+            "--name",
+            "run",
             "--root",
             str(unbalanced_root),
             "--no-progress",
@@ -447,9 +449,9 @@ def test_cli_train_and_sample(unbalanced_root: Path, tmp_path: Path, capsys: pyt
     assert "8 images, per class [6, 2]" in capsys.readouterr().out
     assert main(["gan", "sample", str(out), "--per-class", "1", "-o", str(tmp_path / "t.npz")]) == 2
     assert "a GAN run folder holds last.pt" in capsys.readouterr().err
-    assert main(["gan", "train", "chestmnist", "--out", str(tmp_path / "c")]) == 2
+    assert main(["gan", "train", "chestmnist", "--out-dir", str(tmp_path)]) == 2
     assert "multi-label" in capsys.readouterr().err
-    assert main(["gan", "train", "breastmnist", "--mode", "bogus", "--out", str(tmp_path / "b")]) == 2
+    assert main(["gan", "train", "breastmnist", "--mode", "bogus", "--out-dir", str(tmp_path)]) == 2
     assert "unknown GAN mode 'bogus'; choose one of: conditional, per-class" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:  # one of --per-class/--balance/--ratio is required
         main(["gan", "sample", str(out / "last.pt"), "-o", str(tmp_path / "x.npz")])

@@ -55,10 +55,16 @@ def site(real_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
         )
     )  # fmt: skip
     study = base / "study"
-    assert cli("study", "run", spec, "-o", study, "--workers", "1", "--threads", "1", "--no-progress", "--report") == 0
+    assert (
+        cli("study", "run", spec, "--out-dir", study, "--workers", "1", "--threads", "1", "--no-progress", "--report")
+        == 0
+    )
     gan = study / "synthetic" / "gan-tiny"  # where a synthetic study keeps its GAN
     gan_args = ["--epochs", "1", "--width", "4", "--nz", "8", "--batch-size", "64", "--no-progress"]
-    assert cli("gan", "train", "breastmnist", "--root", real_root, "--out", gan, *gan_args) == 0
+    assert (
+        cli("gan", "train", "breastmnist", "--root", real_root, "--out-dir", gan.parent, "--name", gan.name, *gan_args)
+        == 0
+    )
     classifier = runs / "breastmnist_28" / "resnet18" / "breast" / "best.pt"
     assert (
         cli(
@@ -67,7 +73,7 @@ def site(real_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
         == 0
     )
     out = base / "report"
-    assert cli("report", runs, study, "-o", out, "--no-progress", "--root", real_root) == 0
+    assert cli("report", runs, study, "--out-dir", out, "--no-progress", "--root", real_root) == 0
     return {"base": base, "runs": runs, "study": study, "out": out, "damaged": damaged}
 
 

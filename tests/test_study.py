@@ -117,7 +117,7 @@ def test_bad_specs_fail_clearly_and_touch_no_results(spec, message, synthetic_ro
             bad[key] = {**(bad[key] if key == "base" else {}), **spec[key]}
     bad.update({k: v for k, v in spec.items() if k not in ("base", "axes")})
     capsys.readouterr()
-    assert main(["study", "run", str(write_spec(tmp_path / "bad.yaml", **bad)), "-o", str(study)]) == 2
+    assert main(["study", "run", str(write_spec(tmp_path / "bad.yaml", **bad)), "--out-dir", str(study)]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and err.count("\n") == 1
     assert db_rows(study) == before[1] and (study / "results.db").read_bytes() == before[0]
@@ -133,7 +133,7 @@ def one_cell_study(synthetic_root, tmp_path_factory) -> Path:
                 "study",
                 "run",
                 str(good),
-                "-o",
+                "--out-dir",
                 str(tmp / "study"),
                 "--set",
                 "epochs=1",
@@ -148,7 +148,7 @@ def one_cell_study(synthetic_root, tmp_path_factory) -> Path:
 
 
 def test_unknown_builtin_and_missing_file(capsys, tmp_path):
-    assert main(["study", "run", "resnet18-vs-05", "-o", str(tmp_path / "s")]) == 2
+    assert main(["study", "run", "resnet18-vs-05", "--out-dir", str(tmp_path / "s")]) == 2
     assert "did you mean 'resnet18-vs-50'" in capsys.readouterr().err
     assert main(["study", "run", str(tmp_path / "nope.yaml")]) == 2
     assert "does not exist" in capsys.readouterr().err
@@ -242,7 +242,7 @@ def test_search_runs_trials_chooses_on_validation_and_resumes(synthetic_root, tm
         ),
     )
     study = tmp_path / "s"
-    assert main(["study", "run", str(spec_path), "-o", str(study), "--no-progress", "--threads", "1"]) == 0
+    assert main(["study", "run", str(spec_path), "--out-dir", str(study), "--no-progress", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "chosen trial" in out
     with ResultStore(study) as store:
@@ -252,7 +252,7 @@ def test_search_runs_trials_chooses_on_validation_and_resumes(synthetic_root, tm
         best = max(rows, key=lambda r: (r.value("val", "auc"), [-ord(c) for c in r.hash]))
         assert best.hash in out
     # rerun: the 3 trials are done, nothing new is asked
-    assert main(["study", "run", str(spec_path), "-o", str(study), "--no-progress", "--threads", "1"]) == 0
+    assert main(["study", "run", str(spec_path), "--out-dir", str(study), "--no-progress", "--threads", "1"]) == 0
     with ResultStore(study) as store:
         assert len(store.rows()) == 3
     # the table shows the chosen trial only: one row, n = 1
@@ -262,7 +262,20 @@ def test_search_runs_trials_chooses_on_validation_and_resumes(synthetic_root, tm
     assert len(table["records"]) == 1 and table["records"][0]["n"] == 1
     # more trials on the command line extend the same search
     assert (
-        main(["study", "run", str(spec_path), "-o", str(study), "--trials", "4", "--no-progress", "--threads", "1"])
+        main(
+            [
+                "study",
+                "run",
+                str(spec_path),
+                "--out-dir",
+                str(study),
+                "--trials",
+                "4",
+                "--no-progress",
+                "--threads",
+                "1",
+            ]
+        )
         == 0
     )
     with ResultStore(study) as store:
@@ -305,7 +318,7 @@ def test_cli_list_show_and_dry_run(synthetic_root, tmp_path, capsys):
     assert main(["study", "show", "augment"]) == 0
     assert "trivialaugment" in capsys.readouterr().out
     spec = write_spec(tmp_path / "s.yaml", **tiny_spec(synthetic_root))
-    assert main(["study", "run", str(spec), "-o", str(tmp_path / "st"), "--dry-run"]) == 0
+    assert main(["study", "run", str(spec), "--out-dir", str(tmp_path / "st"), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert out.count("breastmnist_28 resnet") == 4 and "of work left" in out
     assert not (tmp_path / "st").exists()  # a dry run writes nothing

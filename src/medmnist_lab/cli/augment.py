@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from medmnist_lab.cli.common import (
+    add_alias,
     add_command,
     add_group,
     add_overwrite,
@@ -26,9 +27,15 @@ SPEC_HELP = (
     "(e.g. simple, autoaugment-imagenet+mixup); see `medmnist-lab augment list`"
 )
 SET_HELP = (
-    "override a magnitude, NAME=VALUE, repeatable (e.g. --set rotate=30 --set fill=0,0,0); "
+    "override a magnitude, NAME=VALUE, repeatable (e.g. --augment-set rotate=30 --augment-set fill=0,0,0); "
     "`augment list -v` shows the names, defaults and valid ranges"
 )
+
+
+def add_augment_set(parser: argparse.ArgumentParser) -> None:
+    """`--augment-set NAME=VALUE` (the spelling of `train`), and `--set`, its old spelling here."""
+    parser.add_argument("--augment-set", action="append", default=[], metavar="NAME=VALUE", help=SET_HELP)
+    add_alias(parser, "--set", dest="augment_set", use="--augment-set", metavar="NAME=VALUE", append=True)
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -78,7 +85,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     info = get_dataset(args.name)
     output_path(args.output, args, IMAGE_SUFFIXES)
     data = load_split(info, args.split, args.size, args.root)
-    aug = build_augment(args.policy, args.size, int(data.images.shape[1]), **parse_magnitudes(args.set))
+    aug = build_augment(args.policy, args.size, int(data.images.shape[1]), **parse_magnitudes(args.augment_set))
     if args.n > len(data):
         raise MedMNISTLabError(f"--n {args.n} is more than the {len(data)} images of {info.flag} {args.split}")
     rows, pick = preview_rows(data, aug, args.n, args.copies, args.seed)
@@ -104,7 +111,7 @@ def cmd_expand(args: argparse.Namespace) -> int:
         size=args.size,
         root=args.root,
         seed=args.seed,
-        **parse_magnitudes(args.set),
+        **parse_magnitudes(args.augment_set),
     )
     print(
         f"wrote {path}: train = originals + {args.factor} '{args.policy}' copies of each; "
@@ -116,7 +123,12 @@ def cmd_expand(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     _, group = add_group(sub, "augment", "list augmentation policies, preview them, expand a training split offline")
 
-    p = add_command(group, "list", "augmentation policies with one-line descriptions")
+    p = add_command(
+        group,
+        "list",
+        "augmentation policies with one-line descriptions",
+        epilog="examples:\n  medmnist-lab augment list\n  medmnist-lab augment list -v --size 64 --channels 3",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="also list each policy's magnitudes")
     p.add_argument("--size", type=int, choices=SIZES, default=None, help="image size of the defaults -v shows (28)")
     p.add_argument("--channels", type=int, choices=(1, 3), default=None, help="channels of the defaults -v shows (1)")
@@ -130,6 +142,11 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Save a grid of N images of a split (first column) and COPIES augmented versions of\n"
             "each, drawn with per-sample randomness as in training: a look before a long run."
         ),
+        epilog=(
+            "examples:\n"
+            "  medmnist-lab augment preview breastmnist --policy simple -o simple.png\n"
+            "  medmnist-lab augment preview retinamnist --policy randaugment --augment-set magnitude=15 -o ra.png"
+        ),
     )
     p.add_argument("name", help="dataset flag, e.g. retinamnist")
     p.add_argument("--policy", required=True, help=SPEC_HELP)
@@ -140,7 +157,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_size(p)
     p.add_argument("--cell", type=cell_pixels, default=64, help="pixels per image in the grid, 16..512")
     p.add_argument("--seed", type=seed_int, default=0, help="picks the images and the augmentations")
-    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help=SET_HELP)
+    add_augment_set(p)
     add_overwrite(p)
     add_root(p)
     p.set_defaults(func=cmd_preview)
@@ -156,6 +173,11 @@ def register(sub: argparse._SubParsersAction) -> None:
             "so `medmnist-lab train DATASET --train-npz FILE` trains on it and evaluates on the\n"
             "real val/test. Mixup/cutmix need soft labels and are applied online only."
         ),
+        epilog=(
+            "examples:\n"
+            "  medmnist-lab augment expand breastmnist --policy simple --factor 4 -o breast_x4.npz\n"
+            "  medmnist-lab train breastmnist --train-npz breast_x4.npz"
+        ),
     )
     p.add_argument("name", help="dataset flag, e.g. breastmnist")
     p.add_argument("--policy", required=True, help="image policy (no mixup/cutmix): " + SPEC_HELP)
@@ -163,7 +185,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="output .npz")
     add_size(p)
     p.add_argument("--seed", type=seed_int, default=0, help="seed of the augmentations")
-    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help=SET_HELP)
+    add_augment_set(p)
     add_overwrite(p)
     add_root(p)
     p.set_defaults(func=cmd_expand)

@@ -105,3 +105,38 @@ def output_path(path: Path, args: argparse.Namespace, suffixes: tuple[str, ...],
 
     overwrite, root = getattr(args, "overwrite", False), getattr(args, "root", None)
     return check_output_file(path, overwrite=overwrite, suffixes=suffixes, root=root, what=what)
+
+
+def deprecation_note(old: str, new: str) -> None:
+    """The one-line notice of an old spelling that still works (for one more release)."""
+    import sys
+
+    print(f"note: {old} is deprecated and will be removed in the next release; use {new}", file=sys.stderr)
+
+
+class Deprecated(argparse.Action):
+    """An old spelling kept for one release: stores (or, with `append=True`, appends) its value
+    into the new option's dest and prints `deprecation_note`; `use` names the new spelling."""
+
+    def __init__(self, option_strings: list[str], dest: str, *, use: str, append: bool = False, **kw) -> None:
+        super().__init__(option_strings, dest, **kw)
+        self.use, self.append = use, append
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        deprecation_note(option_string or self.dest, self.use)
+        if self.append:
+            values = [*(getattr(namespace, self.dest, None) or []), values]
+        setattr(namespace, self.dest, values)
+
+
+def add_alias(parser, *flags: str, dest: str, use: str, metavar: str, append: bool = False, **kw) -> None:
+    """An old spelling of `use` (the option storing into `dest`), kept for one release: see `Deprecated`."""
+    help = f"old spelling of {use} (deprecated)"
+    parser.add_argument(*flags, dest=dest, action=Deprecated, use=use, append=append, metavar=metavar, help=help, **kw)
+
+
+def add_out_dir(parser: argparse.ArgumentParser, help: str, *, required: bool = False) -> None:
+    """`--out-dir DIR`, the folder a command writes, and `-o/--output`, its old spelling (deprecated)."""
+    where = parser.add_mutually_exclusive_group(required=required)
+    where.add_argument("--out-dir", type=Path, default=None, help=help)
+    add_alias(where, "-o", "--output", dest="out_dir", use="--out-dir", metavar="DIR", type=Path)

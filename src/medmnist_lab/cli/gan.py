@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
 from medmnist_lab.cli.common import (
+    add_alias,
     add_command,
     add_group,
     add_overwrite,
     add_root,
+    deprecation_note,
     given,
     number,
     output_path,
@@ -29,33 +32,87 @@ _positive_float = number(0, lo_open=True)
 AMP_CHOICES = {"on": True, "off": False, "auto": None}
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+# Options that are GANConfig fields of the same name. With --resume RUN_DIR the run's own config is
+# the starting point and only options that differ from GANConfig's defaults change it (a change
+# that may not change on resume is refused by train_gan, naming the setting).
+CONFIG_OPTIONS = (
+    "mode",
+    "size",
+    "epochs",
+    "batch_size",
+    "width",
+    "nz",
+    "lr",
+    "beta1",
+    "loss",
+    "seed",
+    "sample_every",
+    "checkpoint_every",
+    "device",
+)
+RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+
+
+def _new_run_folder(args: argparse.Namespace, cfg) -> Path | None:
+    """The run folder --out-dir/--name (or the deprecated --out) ask for; None: the default one."""
+    from medmnist_lab.gan.config import default_run_dir
+
+    if args.out is not None:
+        if named := given(args, "out_dir", "name"):
+            raise MedMNISTLabError(f"--out is the old spelling of --out-dir/--name; give {' and '.join(named)} alone")
+        return args.out
+    if args.name is not None and not RUN_NAME.fullmatch(args.name):
+        raise MedMNISTLabError(f"--name {args.name!r} is not a folder name; use letters, digits, '.', '_' and '-'")
+    if args.out_dir is None and args.name is None:
+        return None
+    return (args.out_dir or default_run_dir(cfg).parent) / (args.name or default_run_dir(cfg).name)
+
+
+def _resumed_config(folder: Path, args: argparse.Namespace, options: dict):
+    """The config of the run in `folder` (its last.pt), with the options given on the command line."""
+    from dataclasses import fields, replace
+
+    from medmnist_lab.gan.checkpoint import load_checkpoint
     from medmnist_lab.gan.config import GANConfig
+
+    if named := given(args, "out_dir", "name", "out"):
+        raise MedMNISTLabError(
+            f"--resume {folder} continues the run in that folder; {' and '.join(named)} name the folder of a new run"
+        )
+    last = folder / "last.pt" if folder.is_dir() else folder
+    if not last.is_file():
+        raise MedMNISTLabError(f"--resume {folder}: {last} does not exist; nothing to resume")
+    saved = GANConfig.from_dict(load_checkpoint(last)["config"])
+    defaults = {f.name: f.default for f in fields(GANConfig)}
+    changes = {k: v for k, v in options.items() if v != defaults[k]}
+    if args.dataset is not None:
+        changes["dataset"] = args.dataset
+    return replace(saved, **changes)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from medmnist_lab.gan.config import GANConfig, default_run_dir
     from medmnist_lab.gan.train import train_gan
     from medmnist_lab.outputs import check_output_dir
 
-    if args.out is not None:
-        check_output_dir(args.out, what="--out")
-    cfg = GANConfig(
-        dataset=args.dataset,
-        mode=args.mode,
-        size=args.size,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        width=args.width,
-        nz=args.nz,
-        lr=args.lr,
-        beta1=args.beta1,
-        loss=args.loss,
-        seed=args.seed,
-        sample_every=args.sample_every,
-        checkpoint_every=args.checkpoint_every,
-        out=str(args.out) if args.out else None,
-        root=args.root,
-        device=args.device,
-        amp=AMP_CHOICES[args.amp],
-    )
-    result = train_gan(cfg, resume=args.resume, progress=not args.no_progress)
+    options = {k: getattr(args, k) for k in CONFIG_OPTIONS}
+    options.update(root=args.root, amp=AMP_CHOICES[args.amp])
+    resume: bool | Path | None = args.resume
+    if isinstance(resume, Path):
+        cfg = _resumed_config(resume, args, options)
+    else:
+        if args.dataset is None:
+            raise MedMNISTLabError("give a DATASET to train on (or --resume RUN_DIR); see `medmnist-lab datasets list`")
+        cfg = GANConfig(dataset=args.dataset, **options)
+        folder = _new_run_folder(args, cfg)
+        if folder is not None:
+            cfg = replace(cfg, out=str(check_output_dir(folder, what="run folder")))
+        if resume is True:  # the old bare flag: the run in the folder the other options name
+            where = folder or default_run_dir(cfg)
+            deprecation_note("--resume without a folder", f"--resume {where}")
+    result = train_gan(cfg, resume=resume, progress=not args.no_progress)
     last = result.summary.final
     print(f"\nrun: {result.run_dir}   checkpoint: {result.checkpoint}   epochs: {result.epochs_done}")
     print(
@@ -159,15 +216,16 @@ modes:
   per-class     one unconditional DCGAN per class, trained on that class only (the seed's scheme)
   conditional   one DCGAN for all classes: one-hot label into G, projection discriminator
 
-The run folder (default runs/gan/{dataset}-{size}px-{mode}-seed{seed}) holds config.yaml,
-last.pt (atomic, resumable with --resume), history.jsonl (0-based epochs, as `train` runs),
-samples/epoch_XXXX.png grids (one row per class, fixed noise; XXXX the 0-based epoch) and,
-once finished, summary.json. Multi-label ChestMNIST is refused: per-class counts are
+The run folder (--out-dir/--name, default runs/gan/{dataset}-{size}px-{mode}-seed{seed}) holds
+config.yaml, last.pt (atomic, resumable with --resume RUN_DIR), history.jsonl (0-based epochs, as
+`train` runs), samples/epoch_XXXX.png grids (one row per class, fixed noise; XXXX the 0-based
+epoch) and, once finished, summary.json. Multi-label ChestMNIST is refused: per-class counts are
 undefined when an image carries several findings.
 
 examples:
   medmnist-lab gan train breastmnist --mode per-class --epochs 100
-  medmnist-lab gan train breastmnist --mode conditional --epochs 200 --resume   # train on
+  medmnist-lab gan train breastmnist --out-dir gans --name breast-cond --epochs 200
+  medmnist-lab gan train --resume gans/breast-cond --epochs 300      # train it further, to 300 epochs
 """
 
 EPILOG_SAMPLE = """\
@@ -177,17 +235,25 @@ Exactly one of:
   --ratio R       round(R x real count) images of each class
 
 The npz holds train_images / train_labels in the official layout, marked as synthetic
-(origin, checkpoint, mode, counts); use it with
-  medmnist-lab train DATASET --synthetic synthetic.npz [--synthetic-ratio R]
+(origin, checkpoint, mode, counts).
+
+examples:
+  medmnist-lab gan sample runs/gan/breastmnist-28px-conditional-seed0/last.pt --balance -o synthetic.npz
+  medmnist-lab gan sample runs/gan/breastmnist-28px-per-class-seed0/last.pt --per-class 500 -o s500.npz
+  medmnist-lab train breastmnist --synthetic synthetic.npz --synthetic-ratio 0.5
 """
 
 EPILOG_EVALUATE = """\
 Metrics live in the feature space of a classifier trained on the real data (Inception-FID
 needs downloaded weights and is out of domain on small grayscale scans). Without --classifier,
-a ResNet-18 of width 16 is trained for --classifier-epochs with the engine's `fast` recipe and
+a ResNet-18 of width 16 is trained for --classifier-epochs with the engine's `short` recipe and
 cached under RUN/quality/. Reported: FID (generated vs real train; a real test set as the
 floor), k-NN precision/recall (k=3), CAS (a classifier trained on synthetic only, tested on
 real, next to the same recipe trained on real) and mode-collapse warnings.
+
+examples:
+  medmnist-lab gan evaluate runs/gan/breastmnist-28px-conditional-seed0/last.pt
+  medmnist-lab gan evaluate runs/gan/NAME/last.pt --classifier runs/breastmnist_28/resnet18/NAME/best.pt --no-cas
 """
 
 
@@ -197,11 +263,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         group, "train", "train a per-class or class-conditional DCGAN on a dataset's train split", epilog=EPILOG_TRAIN
     )
-    p.add_argument("dataset", help="dataset flag, e.g. breastmnist (single-label datasets only)")
+    p.add_argument(
+        "dataset",
+        nargs="?",
+        help="dataset flag, e.g. breastmnist (single-label datasets only; not needed with --resume)",
+    )
     p.add_argument("--mode", default="conditional", help="per-class or conditional")
     p.add_argument("--size", type=int, choices=GAN_SIZES, default=28, help="image size in pixels")
     p.add_argument("--epochs", type=positive_int, default=100, help="total epochs (with --resume: train up to this)")
-    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64, help="training batch size")
     p.add_argument("--width", type=positive_int, default=64, help="channels of the largest hidden map (DCGAN ngf/ndf)")
     p.add_argument("--nz", type=positive_int, default=100, help="length of the noise vector z")
     p.add_argument("--lr", type=_positive_float, default=2e-4, help="Adam learning rate (the paper's)")
@@ -209,11 +279,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loss", default="bce", help="bce (non-saturating, the paper's) or hinge")
     p.add_argument("--sample-every", type=positive_int, default=10, help="save a sample grid every N epochs")
     p.add_argument("--checkpoint-every", type=positive_int, default=5, help="write last.pt every N epochs")
+    p.add_argument("--out-dir", type=Path, default=None, help="folder holding run folders (default runs/gan)")
+    p.add_argument("--name", default=None, help="run folder name (default: {dataset}-{size}px-{mode}-seed{seed})")
+    add_alias(p, "--out", dest="out", use="--out-dir DIR --name NAME", metavar="RUN_DIR", type=Path, default=None)
     p.add_argument(
-        "--out", type=Path, default=None, help="run folder; if not given: runs/gan/{dataset}-{size}px-{mode}-seed{seed}"
+        "--resume",
+        type=Path,
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its last.pt (its settings; give --epochs N to train up to N); "
+        "without RUN_DIR (deprecated): the run --out-dir/--name name",
     )
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
-    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the weights, the batches and the noise")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument(
         "--amp",
@@ -273,7 +352,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "-o", "--output", type=Path, default=None, help="JSON file; if not given: quality.json beside the checkpoint"
     )
-    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the noise and of the classifiers trained here")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     add_overwrite(p)
     add_root(p)

@@ -1,11 +1,11 @@
-"""`medmnist-lab report PATH... -o DIR`: a browsable, offline HTML report of runs and studies."""
+"""`medmnist-lab report PATH... --out-dir DIR`: a browsable, offline HTML report of runs and studies."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from medmnist_lab.cli.common import add_root
+from medmnist_lab.cli.common import add_out_dir, add_root
 from medmnist_lab.cli.main import HelpFormatter
 
 EPILOG = """\
@@ -24,8 +24,8 @@ Figures are PNG (shown) and SVG (linked). Everything is a local file: the report
 from file://. A run with missing or damaged files gets a page that says what is missing.
 
 examples:
-  medmnist-lab report runs/ -o report --open
-  medmnist-lab report studies/resnet18-vs-50 studies/resolution -o report
+  medmnist-lab report runs/ --out-dir report --open
+  medmnist-lab report studies/resnet18-vs-50 studies/resolution --out-dir report
 """
 
 
@@ -33,7 +33,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from medmnist_lab.outputs import check_output_dir
     from medmnist_lab.report.site import build_report
 
-    out = check_output_dir(args.output, what="-o")
+    out = check_output_dir(args.out_dir, what="--out-dir")
     result = build_report(args.paths, out, root=args.root, progress=not args.no_progress)
     damaged = sum(bool(p.problems) for p in result.runs) + sum(bool(p.problems) for p in result.studies)
     print(
@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=HelpFormatter,
     )
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="run folders, study folders or .db files")
-    p.add_argument("-o", "--output", type=Path, required=True, help="folder for the site (created; pages refreshed)")
+    add_out_dir(p, "folder for the site (created; pages refreshed)", required=True)
     p.add_argument("--open", action="store_true", help="open index.html in the default browser when done")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_root(p)

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
-from medmnist_lab.cli.common import KEEP_CHOICES, add_command, add_group, positive_int, seed_int
+from medmnist_lab.cli.common import (
+    KEEP_CHOICES,
+    add_command,
+    add_group,
+    add_out_dir,
+    add_root,
+    positive_int,
+    seed_int,
+)
 
 
 def _format_seconds(s: float) -> str:
@@ -20,6 +29,12 @@ def _format_seconds(s: float) -> str:
 def _spec_from_args(args: argparse.Namespace):
     from medmnist_lab.experiments.spec import apply_overrides, load_spec, parse_set
 
+    if args.root is not None:  # --root DIR is --set root=DIR (a location: no cell's hash changes)
+        if any(s.partition("=")[0].strip() == "root" for s in args.set or []):
+            from medmnist_lab.errors import MedMNISTLabError
+
+            raise MedMNISTLabError("--root and --set root=... both set the data folder; give one of them")
+        args.set = [*(args.set or []), f"root={json.dumps(str(args.root))}"]  # quoted: read as YAML
     spec = load_spec(args.spec)
     return apply_overrides(spec, parse_set(args.set or []), args.datasets, args.seeds, args.trials)
 
@@ -29,7 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from medmnist_lab.experiments.runner import run_study
 
     spec = _spec_from_args(args)
-    study_dir = args.output or Path("studies") / spec.name
+    study_dir = args.out_dir or Path("studies") / spec.name
     if args.address and args.backend != "ray":
         from medmnist_lab.errors import MedMNISTLabError
 
@@ -135,7 +150,7 @@ examples:
   medmnist-lab study list
   medmnist-lab study run resnet18-vs-50 --datasets breastmnist --seeds 0 1 2
   medmnist-lab study run augment --datasets retinamnist --set epochs=30 --workers 2 --dry-run
-  medmnist-lab study run my_spec.yaml --backend ray --address auto -o /shared/studies/mine
+  medmnist-lab study run my_spec.yaml --backend ray --address auto --out-dir /shared/studies/mine
   medmnist-lab results table studies/resnet18-vs-50 --baseline model=resnet18
 """
 
@@ -161,16 +176,31 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FIELD=VALUE",
         help="fix a config field for every cell, repeatable (e.g. --set epochs=1 --set width=4)",
     )
-    p.add_argument("-o", "--output", type=Path, default=None, help="study folder (default studies/NAME)")
+    add_out_dir(p, "study folder (default studies/NAME)")
     p.add_argument(
         "--keep", choices=KEEP_CHOICES, default="best", help="checkpoints kept per finished cell (best: weights only)"
     )
     p.add_argument("--max-attempts", type=positive_int, default=3, help="attempts per cell before giving up")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--report", action="store_true", help="write or refresh STUDY/report/ (HTML) when the study ends")
+    add_root(p)
     p.set_defaults(func=cmd_run)
-    p = add_command(cmds, "list", "built-in studies with their cell counts")
+    p = add_command(
+        cmds,
+        "list",
+        "built-in studies with their cell counts",
+        epilog="examples:\n  medmnist-lab study list\n  medmnist-lab study show resnet18-vs-50",
+    )
     p.set_defaults(func=cmd_list)
-    p = add_command(cmds, "show", "print a study spec (built-in or file) as YAML")
-    p.add_argument("spec", metavar="SPEC.yaml|NAME")
+    p = add_command(
+        cmds,
+        "show",
+        "print a study spec (built-in or file) as YAML",
+        epilog=(
+            "examples:\n"
+            "  medmnist-lab study show augment\n"
+            "  medmnist-lab study show augment > my_spec.yaml   # a starting point for your own study"
+        ),
+    )
+    p.add_argument("spec", metavar="SPEC.yaml|NAME", help="a spec file or a built-in study (see `study list`)")
     p.set_defaults(func=cmd_show)

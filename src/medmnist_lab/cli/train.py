@@ -111,6 +111,30 @@ def resumed_config(args: argparse.Namespace):
     return replace(config, **changes)
 
 
+# RunConfig fields `--set` leaves to their own spelling.
+SET_ELSEWHERE = {"dataset": "the DATASET argument", "recipe": "--recipe", "augment_params": "--augment-set NAME=VALUE"}
+
+
+def apply_set(args: argparse.Namespace) -> dict:
+    """`--set FIELD=VALUE`, read and checked as `study run --set` reads it: a field that has an
+    option of its own acts as that option; the others are returned as overrides. A field given
+    both ways is an error."""
+    from medmnist_lab.errors import MedMNISTLabError
+    from medmnist_lab.experiments.spec import parse_set
+
+    extra = {}
+    for key, value in parse_set(args.set).items():
+        if key in SET_ELSEWHERE:
+            raise MedMNISTLabError(f"--set {key}=...: give the {key} with {SET_ELSEWHERE[key]}")
+        if not hasattr(args, key):
+            extra[key] = value
+        elif given(args, key):
+            raise MedMNISTLabError(f"--set {key}={value!r} and {given(args, key)[0]} both set {key}; give one of them")
+        else:
+            setattr(args, key, value)
+    return extra
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from medmnist_lab.augment import parse_magnitudes
     from medmnist_lab.engine import fit, resolve_config
@@ -125,8 +149,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         if args.dataset is None:
             raise MedMNISTLabError("give a DATASET to train on (or --resume RUN_DIR); see `medmnist-lab datasets list`")
+        extra = apply_set(args) if args.set else {}
         out_dir = check_output_dir(args.out_dir or Path("runs"), what="--out-dir")
-        overrides = {
+        overrides = extra | {
             flag.lstrip("-").replace("-", "_"): getattr(args, flag.lstrip("-").replace("-", "_")) for flag in OVERRIDES
         }
         config = resolve_config(
@@ -190,6 +215,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="NAME=VALUE",
         help="override an augmentation magnitude, repeatable (e.g. --augment-set rotate=30); see `augment list -v`",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="set any config field, as `study run --set` does, repeatable (e.g. --set ema=0.99 --set stem=cifar)",
     )
     p.add_argument("--seed", type=seed_int, default=None, help="seed for every RNG (default 0)")
     p.add_argument(

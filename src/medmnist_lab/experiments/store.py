@@ -70,7 +70,8 @@ class ResultStore:
         if not self.path.is_file():
             if not create:
                 raise MedMNISTLabError(
-                    f"no results store at {self.path}; give a study folder (`study run ... -o DIR`) or a .db file"
+                    f"no results store at {self.path}; give a study folder (`study run ... --out-dir DIR`) "
+                    "or a .db file"
                 )
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -236,7 +236,7 @@ def open_gan_run(
         folder.claim()
         try:
             # A folder whose run died before its first checkpoint is started again in place.
-            folder.start_fresh(cfg.to_dict(), "pass --resume to continue it, or choose another --out")
+            folder.start_fresh(cfg.to_dict(), f"pass --resume {folder.path} to continue it, or choose another --name")
         except MedMNISTLabError:
             folder.release()
             raise
