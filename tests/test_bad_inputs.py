@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,10 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (ws / "adir").mkdir()
     (ws / "bad.yaml").write_text("name: bad\nbase: {dataset: breastmnist, epochz: 3}\n")
     (ws / "spec.yaml").write_text("name: ok\nbase: {dataset: breastmnist, epochs: 1, width: 4}\n")
+    (ws / "model.onnx").write_bytes(b"\x08\x07\x12\x07pytorch")  # what an ONNX file starts with
+    with warnings.catch_warnings():  # torch.jit is deprecated, but `export --format torchscript` writes these
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.script(torch.nn.Linear(2, 2)).save(str(ws / "exported.pt"))  # a TorchScript archive named .pt
     return ws
 
 
@@ -76,11 +81,13 @@ CASES: list[tuple[str, list[str], str, str | None]] = [
     ("download-size", ["datasets", "download", "breastmnist", "--size", "99"], "99", None),
     ("download-unknown", ["datasets", "download", "breastmnistt", *ROOT], "breastmnistt", None),
     ("verify-unknown", ["datasets", "verify", "nosuch", *ROOT], "nosuch", None),
+    ("verify-root-missing", ["datasets", "verify", "--root", "{ws}/no-data"], "no-data", None),
+    ("verify-root-empty", ["datasets", "verify", "--root", "{ws}/adir"], "datasets download", None),
+    ("verify-no-local-file", ["datasets", "verify", "dermamnist", *ROOT], "datasets download dermamnist", None),
     ("montage-exists", [*MONTAGE, "-o", "{ws}/existing.png"], "already exists", None),
-    ("montage-no-folder", [*MONTAGE, "-o", "{ws}/nowhere/x.png"], "does not exist", None),
     ("montage-is-folder", [*MONTAGE, "-o", "{ws}/adir"], "must end in", None),
-    ("montage-folder-png", [*MONTAGE, "-o", "{ws}/adir.png/x.png"], "does not exist", None),
     ("montage-parent-file", [*MONTAGE, "-o", "{ws}/notes.txt/x.png"], "is a file", None),
+    ("montage-ancestor-file", [*MONTAGE, "-o", "{ws}/notes.txt/new/x.png"], "no folder can be created", None),
     ("montage-suffix", [*MONTAGE, "-o", "{ws}/x.gif"], "x.gif", None),
     ("montage-cell", [*MONTAGE, "-o", "{ws}/n.png", "--cell", "-5"], "-5", None),
     ("montage-per-class", [*MONTAGE, "-o", "{ws}/n.png", "--per-class", "0"], "0", None),
@@ -153,6 +160,10 @@ CASES: list[tuple[str, list[str], str, str | None]] = [
     ("evaluate-empty", ["evaluate", "{ws}/empty.pt"], "empty file", "download"),
     ("evaluate-partial", ["evaluate", "{ws}/partial.pt"], "lacks", "download"),
     ("evaluate-missing", ["evaluate", "{ws}/missing.pt"], "missing.pt", None),
+    ("evaluate-onnx", ["evaluate", "{ws}/model.onnx"], "medmnist-lab predict {ws}/model.onnx IMAGES", "text file"),
+    ("evaluate-torchscript", ["evaluate", "{ws}/exported.pt"], "exported TorchScript model", "weights_only"),
+    ("evaluate-folder", ["evaluate", "{ws}/" + RUN], "did you mean {ws}/" + RUN + "/best.pt", "does not exist"),
+    ("evaluate-empty-folder", ["evaluate", "{ws}/adir"], "is a folder", "does not exist"),
     ("evaluate-split", ["evaluate", "{ws}/" + RUN + "/best.pt", "--split", "nope"], "nope", None),
     ("evaluate-dataset", ["evaluate", "{ws}/" + RUN + "/best.pt", "--dataset", "retinamnist"], "retinamnist", None),
     ("evaluate-gan-checkpoint", ["evaluate", "{ws}/" + GAN], "not a medmnist-lab checkpoint", None),
@@ -172,6 +183,7 @@ CASES: list[tuple[str, list[str], str, str | None]] = [
     ("evaluate-output-one", ["evaluate", "{ws}/" + RUN + "/best.pt", "-o", "{ws}/e.json"], "-o/--output", None),
     # predict and export
     ("predict-text", ["predict", "{ws}/text.pt", "{ws}/existing.png"], "text file", "download"),
+    ("predict-torchscript", ["predict", "{ws}/exported.pt", "{ws}/existing.png"], "TorchScript", "weights_only"),
     ("predict-no-inputs", ["predict", "{ws}/" + RUN + "/best.pt", "{ws}/adir"], "adir", None),
     (
         "predict-exists",
@@ -251,6 +263,8 @@ CASES: list[tuple[str, list[str], str, str | None]] = [
     ),
     ("study-workers", ["study", "run", "{ws}/spec.yaml", "--workers", "0"], "0", None),
     ("results-table-missing", ["results", "table", "{ws}/no-study"], "no-study", None),
+    ("results-table-run", ["results", "table", "{ws}/" + RUN], "results import {ws}/" + RUN + " -o STUDY_DIR", None),
+    ("results-table-runs", ["results", "table", "{ws}/runs"], "results table STUDY_DIR", None),
     ("results-import-nothing", ["results", "import", "{ws}/adir", "-o", "{ws}/imp"], "adir", None),
 ]
 

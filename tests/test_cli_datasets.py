@@ -187,9 +187,17 @@ def test_verify_by_name_reports_missing(capsys: pytest.CaptureFixture[str], real
     assert "1 valid, 0 bad" in out
 
 
-def test_verify_empty_root(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    rc, out, _ = _run(capsys, "datasets", "verify", "--root", str(tmp_path))
-    assert rc == 0 and f"no MedMNIST files found under {tmp_path}" in out
+def test_verify_that_checks_nothing_fails(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """An empty or missing root, or a named dataset without any local file: exit 1, and how to download."""
+    rc, _, err = _run(capsys, "datasets", "verify", "--root", str(tmp_path))
+    assert rc == 1 and f"no MedMNIST files found under {tmp_path}" in err and "datasets download" in err
+    rc, _, err = _run(capsys, "datasets", "verify", "--root", str(tmp_path / "missing"))
+    assert rc == 1 and f"data root {tmp_path / 'missing'} does not exist" in err
+    write_npz(tmp_path / "breastmnist.npz", "breastmnist", 28)
+    rc, out, err = _run(capsys, "datasets", "verify", "breastmnist", "dermamnist", "--root", str(tmp_path), "--quick")
+    assert rc == 1 and "breastmnist 28px" in out and err.count("\n") == 1
+    assert f"no local file of dermamnist under {tmp_path}" in err
+    assert f"datasets download dermamnist --root {tmp_path}" in err
 
 
 def test_verify_file_statuses(real_copy: Path) -> None:

@@ -1,5 +1,5 @@
 """One command-line grammar: the new spellings work, the old ones still do for a release with a
-one-line notice."""
+one-line notice, and outputs go into folders that do not exist yet (made when written)."""
 
 from __future__ import annotations
 
@@ -111,6 +111,17 @@ def test_gan_train_out_dir_name_and_resume_dir(capsys, synthetic_root: Path, tmp
     assert yaml.safe_load((tmp_path / "g" / "config.yaml").read_text())["out"] == str(tmp_path / "g")
 
 
+def test_gan_sample_into_a_new_folder(capsys, synthetic_root: Path, tmp_path: Path, one_thread) -> None:
+    rc, _, err = run(capsys, "gan", "train", "breastmnist", "--epochs", "1", "--out-dir", tmp_path / "runs",
+                     "--root", synthetic_root, *GAN_TINY)  # fmt: skip
+    assert rc == 0, err
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert run_dir.name == "breastmnist-28px-conditional-seed0"
+    out = tmp_path / "new" / "folder" / "s.npz"
+    rc, _, err = run(capsys, "gan", "sample", run_dir / "last.pt", "--per-class", "2", "-o", out)
+    assert rc == 0 and out.is_file(), err
+
+
 # --- train --set, study run --root -------------------------------------------------------------
 
 
@@ -144,3 +155,38 @@ def test_study_root_is_set_root_and_changes_no_hash(capsys, synthetic_root: Path
     assert [c.hash for c in cells["root"]] == [c.hash for c in cells["set"]]
     bare, _ = parse(capsys, "study", "run", str(spec))
     assert [c.hash for c in expand(_spec_from_args(bare), tmp_path)] == [c.hash for c in cells["root"]]
+
+
+# --- outputs: missing folders are made when the file is written --------------------------------
+
+
+def test_single_file_outputs_create_their_folders(capsys, synthetic_root: Path, tmp_path: Path) -> None:
+    root = ["--root", synthetic_root]
+    for argv, out in (
+        (["datasets", "montage", "breastmnist", *root], tmp_path / "m" / "a" / "x.png"),
+        (
+            ["augment", "preview", "breastmnist", "--policy", "simple", "--n", "2", *root],
+            tmp_path / "p" / "b" / "x.png",
+        ),
+        (["augment", "expand", "breastmnist", "--policy", "simple", "--factor", "1", *root], tmp_path / "e" / "x.npz"),
+    ):
+        rc, _, err = run(capsys, *argv, "-o", out)
+        assert rc == 0 and out.is_file(), err
+
+
+def test_a_refused_output_creates_no_folder(capsys, tmp_path: Path) -> None:
+    out = tmp_path / "new" / "x.png"
+    rc, _, err = run(capsys, "datasets", "montage", "dermamnist", "--root", tmp_path / "empty", "-o", out)
+    assert rc == 2 and "dermamnist" in err and not (tmp_path / "new").exists()
+
+
+# --- Grad-CAM overlay names ---------------------------------------------------------------------
+
+
+def test_overlay_names_have_one_suffix() -> None:
+    from medmnist_lab.deploy.explain import overlay_stem
+
+    assert overlay_stem("scans/case 1.png") == "case_1"
+    assert overlay_stem("/data/x.tiff") == "x"
+    assert overlay_stem("breast.npz#test/3") == "breast_test_3"
+    assert "." not in overlay_stem("a.b.c.dcm")

@@ -197,8 +197,9 @@ def test_explain_writes_a_grad_cam_overlay_per_image(breast_run: Path, test_pngs
     files = sorted(cams.glob("*.png"))
     predicted = [r["prediction"] for r in rows(out)]
     assert len(files) == 3 and [f.name[:6] for f in files] == ["000000", "000001", "000002"]
-    for f, label in zip(files, predicted, strict=True):
-        assert label.replace(", ", "_").replace(" ", "_") in f.name
+    for i, (f, label) in enumerate(zip(files, predicted, strict=True)):
+        # the input's name without its suffix, then the label: one suffix, never .png.png
+        assert f.name == f"{i:06d}_{i:04d}_{label.replace(', ', '_').replace(' ', '_')}.png"
         with Image.open(f) as img:
             assert img.size == (224, 224) and img.mode == "RGB"
             assert len(np.unique(np.asarray(img).reshape(-1, 3), axis=0)) > 20  # a heat map, not a flat image

@@ -23,11 +23,14 @@ def test_output_file_checks(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("x")
     (tmp_path / "adir").mkdir()
     assert check_output_file(tmp_path / "new.png", suffixes=(".png",)) == tmp_path / "new.png"
+    # missing folders are fine (made when the file is written), and the check creates nothing
+    assert check_output_file(tmp_path / "missing" / "deeper" / "x.png") == tmp_path / "missing" / "deeper" / "x.png"
+    assert not (tmp_path / "missing").exists()
     bad = {
         tmp_path / "x.gif": "must end in .png",
         tmp_path / "adir": "is a folder",
-        tmp_path / "missing" / "x.png": "does not exist",
         tmp_path / "afile" / "x.png": "is a file, not a folder",
+        tmp_path / "afile" / "sub" / "x.png": "is a file, so no folder can be created under it",
         tmp_path / "old.png": "already exists; pass --overwrite",
     }
     for path, text in bad.items():
@@ -72,6 +75,9 @@ def test_atomic_path_keeps_the_old_file_on_any_failure(tmp_path: Path) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text("new")
     assert target.read_text() == "new" and not list(tmp_path.glob(".*.tmp"))
+    with atomic_path(tmp_path / "new" / "folders" / "out.json") as tmp:  # missing folders are made
+        tmp.write_text("deep")
+    assert (tmp_path / "new" / "folders" / "out.json").read_text() == "deep"
 
 
 def test_temp_files_of_dead_writers_are_removed_and_a_live_writers_are_kept(tmp_path: Path) -> None:

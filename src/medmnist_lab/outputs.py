@@ -6,6 +6,11 @@ existing file is replaced only with `overwrite=True` (`--overwrite`); a dataset 
 root never, whatever the flag: those files are the one thing a user cannot regenerate offline.
 `atomic_path` gives writers a temporary name in the target's folder that becomes the target in one
 `os.replace`, so a crash or a full disk leaves the old file (or none), never half a file.
+
+One rule for missing folders, files and folders alike: an output may go into folders that do not
+exist yet, if they can be created (the nearest existing one is a writable folder). The checks
+create nothing; a file's folders are made when it is written (`atomic_path`), a run or report
+folder when its command starts writing, so a command refused for a bad input leaves no trace.
 """
 
 from __future__ import annotations
@@ -33,13 +38,16 @@ def dataset_files(root: str | os.PathLike[str] | None = None) -> set[Path]:
     return {base / info.filename(size) for info in list_datasets() for size in info.sizes}
 
 
-def _writable_folder(folder: Path, what: str, path: Path) -> None:
-    if not folder.exists():
-        raise OutputError(f"{what} {path}: folder {folder} does not exist; create it first or choose another path")
-    if not folder.is_dir():
-        raise OutputError(f"{what} {path}: {folder} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"{what} {path}: folder {folder} is not writable")
+def _creatable_folder(folder: Path, what: str, path: Path) -> None:
+    """`folder` is a writable folder, or can be made: the nearest of it and its parents that exists is one."""
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        under = "not a folder" if probe == folder else "so no folder can be created under it"
+        raise OutputError(f"{what} {path}: {probe} is a file, {under}")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputError(f"{what} {path}: folder {probe} is not writable")
 
 
 def check_output_file(
@@ -52,15 +60,16 @@ def check_output_file(
 ) -> Path:
     """`path` if a new file may be written there; else one `OutputError` saying why.
 
-    Checks: the suffix (when `suffixes` is given), not a folder, its folder exists and is writable,
-    not a dataset file of the data root (`root` as --root), and no existing file unless `overwrite`.
+    Checks: the suffix (when `suffixes` is given), not a folder, its folder is writable or can be
+    created, not a dataset file of the data root (`root` as --root), and no existing file unless
+    `overwrite`. Nothing is created here: `atomic_path` makes missing folders when writing.
     """
     path = Path(path)
     if suffixes and path.suffix.lower() not in suffixes:
         raise OutputError(f"{what} '{path}' must end in {' or '.join(suffixes)}")
     if path.is_dir():
         raise OutputError(f"{what} {path} is a folder; give the path of a file to write")
-    _writable_folder(path.parent, what, path)
+    _creatable_folder(path.parent, what, path)
     if path.resolve() in dataset_files(root):
         raise OutputError(
             f"{what} {path} is a dataset file name in the data root; such files are never written or "
@@ -76,15 +85,7 @@ def check_output_dir(path: str | os.PathLike[str], *, what: str = "output folder
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputError(f"{what} {path} is a file, not a folder")
-    probe = path
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if not probe.is_dir():
-        raise OutputError(f"{what} {path}: {probe} is a file, so no folder can be created under it")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise OutputError(f"{what} {path}: folder {probe} is not writable")
+    _creatable_folder(path, what, path)
     return path
 
 
@@ -95,7 +96,8 @@ def temp_name(path: Path) -> Path:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it replaces `path`, on any error it is removed.
+    """Yield a temporary path beside `path` (its folders made first if missing); on success it
+    replaces `path`, on any error it is removed.
 
     A failed write (a full disk: ENOSPC, or EFBIG under a file-size limit) leaves the previous
     file as it was and raises an `OutputError` that says so.
@@ -103,6 +105,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     path = Path(path)
     tmp = temp_name(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         os.replace(tmp, path)
     except OSError as exc:

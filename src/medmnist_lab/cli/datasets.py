@@ -18,6 +18,7 @@ from medmnist_lab.cli.common import (
 )
 from medmnist_lab.data.paths import resolve_root
 from medmnist_lab.data.registry import CITATION, SIZES, SPLITS, get_dataset, list_datasets
+from medmnist_lab.errors import DataFileError
 from medmnist_lab.outputs import IMAGE_SUFFIXES
 
 
@@ -95,17 +96,29 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+class NothingToVerify(DataFileError):
+    exit_code = 1  # as a bad file: a check that checked nothing has not passed
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from medmnist_lab.data.verify import verify_file
 
     root = resolve_root(args.root)
     infos = [get_dataset(n) for n in args.names] if args.names else list_datasets()
+    if not root.is_dir():
+        raise NothingToVerify(
+            f"data root {root} does not exist; download into it with "
+            f"`medmnist-lab datasets download {infos[0].flag if args.names else 'NAME'} --root {root}`"
+        )
+    absent = []
     bad = checked = 0
     for info in infos:
+        if args.names and not any((root / info.filename(size)).exists() for size in info.sizes):
+            absent.append(info)
         for size in info.sizes:
             path = root / info.filename(size)
             if not path.exists():
-                if args.names:  # asked for by name: a missing file is worth a line, not an error
+                if args.names:  # asked for by name: a missing size is a line (no size at all: an error)
                     print(f"missing  {info.flag} {size}px  {path}")
                 continue
             checked += 1
@@ -115,9 +128,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 + ("" if result.ok else f"\n         {result.message}")
             )
             bad += not result.ok
-    if checked == 0:
-        print(f"no MedMNIST files found under {root}")
-    print(f"\n{checked - bad} valid, {bad} bad")
+    if checked:
+        print(f"\n{checked - bad} valid, {bad} bad")
+    elif not args.names:
+        raise NothingToVerify(
+            f"no MedMNIST files found under {root}; download some with `medmnist-lab datasets download NAME`"
+        )
+    if absent:
+        names = " ".join(i.flag for i in absent)
+        raise NothingToVerify(
+            f"no local file of {', '.join(i.flag for i in absent)} under {root} (e.g. {absent[0].filename(28)}); "
+            f"download with `medmnist-lab datasets download {names}" + (f" --root {root}`" if args.root else "`")
+        )
     return 1 if bad else 0
 
 
@@ -164,7 +186,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_root(p)
     p.set_defaults(func=cmd_download)
 
-    p = add_command(group, "verify", "check local files against the registry (MD5, keys, shapes, labels)")
+    p = add_command(
+        group,
+        "verify",
+        "check local files against the registry (MD5, keys, shapes, labels)",
+        description=(
+            "Check local files against the registry (MD5, keys, shapes, labels). Exit code 1 if a file\n"
+            "is bad, the data root does not exist, no file is found, or a named dataset has no local file."
+        ),
+        epilog="examples:\n  medmnist-lab datasets verify\n  medmnist-lab datasets verify breastmnist --quick",
+    )
     p.add_argument("names", nargs="*", metavar="NAME", help="dataset flags (default: every file found)")
     p.add_argument("--quick", action="store_true", help="MD5 only, skip reading the arrays")
     add_root(p)

@@ -13,9 +13,29 @@ from medmnist_lab.cli.main import HelpFormatter
 from medmnist_lab.data.registry import SPLITS
 
 
+def check_not_exported(checkpoint: Path) -> None:
+    """An exported model given to `evaluate`: say what it is and what runs it."""
+    from medmnist_lab.engine.checkpoint import exported_format
+    from medmnist_lab.errors import CheckpointError
+
+    fmt = exported_format(checkpoint) if checkpoint.is_file() else None
+    if fmt == "ONNX":
+        raise CheckpointError(
+            f"{checkpoint} is an exported ONNX model, not a checkpoint: evaluate scores a run's best.pt or "
+            f"last.pt; to run the exported model on images: `medmnist-lab predict {checkpoint} IMAGES`"
+        )
+    if fmt is not None:
+        raise CheckpointError(
+            f"{checkpoint} is an exported {fmt} model, not a checkpoint: evaluate scores the best.pt or last.pt "
+            "it was exported from (`medmnist-lab predict` runs those, and .onnx exports, on image files)"
+        )
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from medmnist_lab.errors import MedMNISTLabError
 
+    for checkpoint in args.checkpoint:
+        check_not_exported(checkpoint)
     if len(args.checkpoint) > 1:
         return cmd_ensemble(args)
     if args.output is not None:

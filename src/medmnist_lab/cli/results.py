@@ -23,6 +23,11 @@ def _baseline(text: str) -> tuple[str, Any]:
     return key.strip(), yaml.safe_load(value) if value.strip() else None
 
 
+def _holds_runs(folder: Path) -> bool:
+    """Whether `folder` is a finished run folder or holds one (summary.json at or below it)."""
+    return (folder / "summary.json").is_file() or next(folder.rglob("summary.json"), None) is not None
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from medmnist_lab.errors import MedMNISTLabError
     from medmnist_lab.experiments.importer import find_runs, import_runs
@@ -43,9 +48,17 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_table(args: argparse.Namespace) -> int:
     from medmnist_lab.experiments.search import chosen_rows
-    from medmnist_lab.experiments.store import ResultStore
+    from medmnist_lab.experiments.store import ResultStore, db_path
     from medmnist_lab.experiments.tables import build_table
 
+    if args.store.is_dir() and not db_path(args.store).exists() and _holds_runs(args.store):
+        from medmnist_lab.errors import MedMNISTLabError
+
+        what = "a run folder" if (args.store / "summary.json").is_file() else "a folder of run folders"
+        raise MedMNISTLabError(
+            f"{args.store} is {what}, not a results store (no results.db); import it first: "
+            f"`medmnist-lab results import {args.store} -o STUDY_DIR`, then `medmnist-lab results table STUDY_DIR`"
+        )
     with ResultStore(args.store, create=False) as store:
         rows = chosen_rows(store)
     text = build_table(

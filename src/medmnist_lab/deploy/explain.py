@@ -52,7 +52,15 @@ class Explainer:
             overlay = Image.fromarray(show_cam_on_image(image, heat, use_rgb=True))
             scale = max(1, -(-DISPLAY // overlay.width))
             overlay = overlay.resize((overlay.width * scale, overlay.height * scale), Image.Resampling.NEAREST)
-            stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(item.name.replace("#", "_")).name)[:80]
-            label = re.sub(r"[^A-Za-z0-9_.-]+", "_", info.label_names[int(k)])[:40]
-            overlay.save(self.folder / f"{self.count:06d}_{stem}_{label}.png")
+            label = re.sub(r"[^A-Za-z0-9_-]+", "_", info.label_names[int(k)])[:40]
+            overlay.save(self.folder / f"{self.count:06d}_{overlay_stem(item.name)}_{label}.png")
             self.count += 1
+
+
+def overlay_stem(name: str) -> str:
+    """The part of an input's name that goes into its overlay's file name: the file name without its
+    suffix (`scan.png` -> `scan`; an npz entry `x.npz#test/3` -> `x_test_3`), so the overlay, a
+    .png, ends in one suffix."""
+    file, _, entry = name.partition("#")
+    stem = "_".join(p for p in (Path(file).stem, entry.replace("/", "_")) if p)
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", stem)[:80]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +54,28 @@ def _kind_of_file(path: Path) -> str | None:
     return "a text file" if head.isascii() else "not a PyTorch file (neither a zip archive nor a pickle)"
 
 
+def exported_format(path: Path) -> str | None:
+    """The format of a model file written by `export` (ONNX or TorchScript), or None for any other file."""
+    name = path.name.lower()
+    if name.endswith(".onnx"):
+        return "ONNX"
+    if name.endswith((".ts", ".torchscript", ".torchscript.pt")):
+        return "TorchScript"
+    try:  # a TorchScript archive is a zip like torch.save's, with the model's code in it
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return None
+    return "TorchScript" if any(n.endswith("/constants.pkl") or "/code/" in n for n in names) else None
+
+
 def safe_load(path: Path, map_location: str | torch.device = "cpu") -> Any:
     """torch.load(weights_only=True) with user-facing errors for unsafe or unreadable files."""
+    if (fmt := exported_format(path)) is not None:
+        raise CheckpointError(
+            f"{path} is an exported {fmt} model, not a checkpoint; give a .pt written by medmnist-lab "
+            "(best.pt or last.pt of a run)"
+        )
     kind = _kind_of_file(path)
     if kind is not None:
         raise CheckpointError(f"{path} is not a checkpoint: it is {kind}; give a .pt written by medmnist-lab")
@@ -78,6 +99,10 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        inside = [str(path / n) for n in ("best.pt", "last.pt") if (path / n).is_file()]
+        hint = f"did you mean {' or '.join(inside)}?" if inside else "give best.pt or last.pt of a run folder"
+        raise CheckpointError(f"checkpoint {path} is a folder, not a checkpoint file; {hint}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     state = safe_load(path, map_location)
