@@ -159,11 +159,21 @@ def cmd_montage(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     _, group = add_group(sub, "datasets", "list, inspect, download, verify and look at MedMNIST datasets")
 
-    p = add_command(group, "list", "table of the 12 MedMNIST v2 2D datasets and which sizes are present locally")
+    p = add_command(
+        group,
+        "list",
+        "table of the 12 MedMNIST v2 2D datasets and which sizes are present locally",
+        epilog="examples:\n  medmnist-lab datasets list\n  medmnist-lab datasets list --root /data/medmnist",
+    )
     add_root(p)
     p.set_defaults(func=cmd_list)
 
-    p = add_command(group, "info", "label names, class counts per split, license and citation of one dataset")
+    p = add_command(
+        group,
+        "info",
+        "label names, class counts per split, license and citation of one dataset",
+        epilog="examples:\n  medmnist-lab datasets info breastmnist\n  medmnist-lab datasets info chestmnist --size 64",
+    )
     p.add_argument("name", help="dataset flag, e.g. breastmnist")
     add_root(p)
     add_size(p)
@@ -177,6 +187,12 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Download from the official record URL, or from a mirror (--mirror URL or $MEDMNIST_MIRROR:\n"
             "a base URL under which the official file names are served). Partial downloads resume,\n"
             "transient failures are retried, and a file whose MD5 does not match is never kept."
+        ),
+        epilog=(
+            "examples:\n"
+            "  medmnist-lab datasets download breastmnist retinamnist\n"
+            "  medmnist-lab datasets download pathmnist --size all --root /data/medmnist\n"
+            "  medmnist-lab datasets download breastmnist --mirror https://mirror.example.org/medmnist/"
         ),
     )
     p.add_argument("names", nargs="+", metavar="NAME", help="dataset flags")
@@ -201,13 +217,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_root(p)
     p.set_defaults(func=cmd_verify)
 
-    p = add_command(group, "montage", "save a labelled grid of images, one row per class")
-    p.add_argument("name", help="dataset flag")
-    p.add_argument("--split", choices=SPLITS, default="train")
+    p = add_command(
+        group,
+        "montage",
+        "save a labelled grid of images, one row per class",
+        epilog=(
+            "examples:\n"
+            "  medmnist-lab datasets montage breastmnist -o breast.png\n"
+            "  medmnist-lab datasets montage retinamnist --split test --per-class 12 --size 64 -o figures/retina.png"
+        ),
+    )
+    p.add_argument("name", help="dataset flag, e.g. breastmnist")
+    p.add_argument("--split", choices=SPLITS, default="train", help="split to draw the images from")
     add_size(p)
     p.add_argument("--per-class", type=positive_int, default=8, help="images per row")
     p.add_argument("--cell", type=cell_pixels, default=64, help="pixels per image in the grid, 16..512")
-    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0, help="picks the images")
     p.add_argument("-o", "--output", type=Path, required=True, help="output .png or .jpg")
     add_overwrite(p)
     add_root(p)

@@ -126,7 +126,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "checkpoint", type=Path, nargs="+", help="a .pt written by `medmnist-lab train`; several: their ensemble"
     )
-    p.add_argument("--split", choices=SPLITS, default="test")
+    p.add_argument("--split", choices=SPLITS, default="test", help="split to score")
     p.add_argument("--dataset", default=None, help="refuse unless the checkpoint was trained on this dataset")
     p.add_argument(
         "--size",

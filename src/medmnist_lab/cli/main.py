@@ -30,13 +30,23 @@ GROUPS: tuple[str, ...] = ("datasets", "train", "evaluate", "predict", "augment"
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the hand-made line breaks of descriptions and epilogs, and appends an option's
-    default unless it is empty (None/False) or the help text already speaks of it."""
+    default once: not when it is empty (None/False/an empty list) or the help text already speaks
+    of it; a list as `a,b`, the way it is typed."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if not action.option_strings or action.default in (None, False, argparse.SUPPRESS) or "default" in text.lower():
+        default = action.default
+        if (
+            not action.option_strings
+            or default is None
+            or default is False
+            or default == argparse.SUPPRESS
+            or (isinstance(default, list | tuple) and not default)
+            or "default" in text.lower()
+        ):
             return text
-        return f"{text} (default: %(default)s)"
+        shown = ",".join(map(str, default)) if isinstance(default, list | tuple) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
 
 
 class Parser(argparse.ArgumentParser):

@@ -118,6 +118,12 @@ def register(sub: argparse._SubParsersAction) -> None:
             "image size, channels, mean/std, task, dataset, the run's metrics and its config hash are stored\n"
             "in it (ONNX metadata_props / a TorchScript extra file, key 'medmnist_lab', JSON)."
         ),
+        epilog=(
+            "examples:\n"
+            "  medmnist-lab export runs/breastmnist_28/resnet18/NAME/best.pt --format onnx\n"
+            "  medmnist-lab export best.pt --format torchscript -o deploy/breast.pt\n"
+            "  medmnist-lab predict runs/breastmnist_28/resnet18/NAME/best.onnx scans/   # use the export"
+        ),
         formatter_class=HelpFormatter,
     )
     p.add_argument("checkpoint", type=Path, help="best.pt or last.pt of a run")

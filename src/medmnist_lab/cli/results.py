@@ -83,7 +83,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         cmds,
         "import",
         "ingest finished run folders into a results store",
-        epilog="example: medmnist-lab results import bench_out/official -o studies/official",
+        epilog=(
+            "examples:\n"
+            "  medmnist-lab results import runs/ -o studies/my-runs\n"
+            "  medmnist-lab results import bench_out/official -o studies/official --study official\n"
+            "  medmnist-lab results table studies/my-runs"
+        ),
     )
     p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run folders, or folders holding them")
     p.add_argument("-o", "--output", type=Path, required=True, help="study folder or .db file to import into")
@@ -93,7 +98,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         cmds,
         "table",
-        "per-group mean ± std and 95% CI; paired differences and DeLong tests against a baseline",
+        "per-group mean ± std and 95%% CI; paired differences and DeLong tests against a baseline",
+        description="Per-group mean ± std and 95% CI; paired differences and DeLong tests against a baseline.",
         epilog=(
             "examples:\n"
             "  medmnist-lab results table studies/resnet18-vs-50 --group-by dataset,model --baseline model=resnet18\n"

@@ -208,7 +208,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="resnet18 or resnet50 (default resnet18; ResNet18 also works)")
     p.add_argument("--recipe", default=None, help="named preset (default medmnist-v2); every field below overrides it")
     for flag, (kind, help_text) in OVERRIDES.items():
-        p.add_argument(flag, type=kind, default=None, help=f"{help_text} (default: the recipe's)")
+        shown = help_text if "default" in help_text else f"{help_text} (default: the recipe's)"
+        p.add_argument(flag, type=kind, default=None, help=shown)
     p.add_argument(
         "--augment-set",
         action="append",
