@@ -11,6 +11,14 @@ from synthetic import TASK_EXAMPLES, write_npz
 REAL_FILES = ("breastmnist.npz", "breastmnist_64.npz", "retinamnist.npz")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def speed_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The dry run's speed cache in a temp folder: tests never write to the user's ~/.cache."""
+    folder = tmp_path_factory.mktemp("speed_cache")
+    os.environ["MEDMNIST_LAB_CACHE"] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data root with a small synthetic 28 px file for each task type."""
@@ -26,7 +34,7 @@ def real_root() -> Path:
     env = os.environ.get("MEDMNIST_ROOT")
     if not env:
         pytest.skip("MEDMNIST_ROOT is not set: real-data tests need the shared files")
-    root = Path(env)
+    root = Path(env).resolve()  # the README's MEDMNIST_ROOT is relative; tests change directory
     missing = [f for f in REAL_FILES if not (root / f).is_file()]
     if missing:
         pytest.fail(f"MEDMNIST_ROOT={root} lacks {', '.join(missing)}")

@@ -80,6 +80,16 @@ def test_info_on_real_file(capsys: pytest.CaptureFixture[str], real_root: Path) 
     assert any(ln.startswith("1 ") and ln.split()[-3] == str(benign) for ln in out.splitlines())
 
 
+def test_info_counts_at_a_size_without_its_file(capsys: pytest.CaptureFixture[str], synthetic_root: Path) -> None:
+    """The splits are the same at every size: the 28 px file's counts stand for 128 px too, not '?'."""
+    rc, at_28, _ = _run(capsys, "datasets", "info", "dermamnist", "--root", str(synthetic_root))
+    rc128, at_128, _ = _run(capsys, "datasets", "info", "dermamnist", "--size", "128", "--root", str(synthetic_root))
+    assert rc == rc128 == 0 and "?" not in at_128
+    rows = [ln for ln in at_28.splitlines() if ln[:2] in {f"{k} " for k in range(7)}]
+    assert rows and all(row in at_128 for row in rows)
+    assert "counts read from dermamnist.npz: the splits are the same at every size" in at_128
+
+
 def test_info_multilabel(capsys: pytest.CaptureFixture[str], synthetic_root: Path) -> None:
     rc, out, _ = _run(capsys, "datasets", "info", "chestmnist", "--root", str(synthetic_root))
     assert rc == 0 and "positives per finding" in out and "pneumonia" in out

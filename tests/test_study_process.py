@@ -8,6 +8,7 @@ of a study outlives its coordinator, wherever it was reparented.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -303,7 +304,16 @@ def test_ctrl_c_exits_130_asks_for_a_rerun_and_the_rerun_completes(spec4, refere
     started = Started(spec4, out, tmp_path / "logs", "--workers", "2")
     try:
         interrupt_midway(started, out, 4, 3)
+        # Freeze the workers at this moment, so the SIGINT lands while a cell is part-trained: on a
+        # fast CPU the remaining cells could otherwise finish between the check and the signal.
+        workers = psutil.Process(started.proc.pid).children(recursive=True)
+        for p in workers:
+            p.suspend()
+        assert 1 <= len(finished(out)) < 4 and mid_training(out, 3), "frozen mid-study"
         os.killpg(started.proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        for p in workers:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.resume()  # the pending SIGINT is handled first thing
         rc = started.proc.wait(60)
         assert rc == 130, started.output()
         assert "rerun the same command" in started.stderr.read_text(), started.output()

@@ -13,6 +13,9 @@ from medmnist_lab.data.registry import SIZES
 # engine.runfolder.KEEP_CHOICES, restated so that building the parsers does not import the engine
 # and its metrics stack (~2 s); tests/test_study.py asserts the two are equal.
 KEEP_CHOICES: tuple[str, ...] = ("best", "last", "both")
+# The built-in model names (models.MODELS), restated for the same reason: the registry is filled by
+# importing the networks, i.e. torch. tests/test_same_numbers.py asserts the two are equal.
+MODEL_NAMES: tuple[str, ...] = ("resnet18", "resnet50")
 
 
 def add_group(sub: argparse._SubParsersAction, name: str, help: str, description: str | None = None):
@@ -32,6 +35,31 @@ def add_root(parser: argparse.ArgumentParser) -> None:
 
 def add_size(parser: argparse.ArgumentParser, default: int = 28) -> None:
     parser.add_argument("--size", type=int, choices=SIZES, default=default, help="image size in pixels")
+
+
+PRECISION_CHOICES: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")  # engine.config.PRECISIONS (tested equal)
+
+
+def add_precision(parser: argparse.ArgumentParser, *, training: bool) -> None:
+    """`--precision`: for training, the autocast dtype (auto: bf16 on CUDA and on CPUs with
+    avx512_bf16/AMX, fp32 elsewhere); for scoring, fp32 unless asked, so one checkpoint gives the
+    same numbers on every CPU and matches its ONNX export."""
+    if training:
+        parser.add_argument(
+            "--precision",
+            choices=PRECISION_CHOICES,
+            default=None,
+            help="training precision; auto = bf16 on CUDA and on CPUs with avx512_bf16/AMX, else fp32 "
+            "(default: the recipe's, auto); the final scores are always computed in fp32",
+        )
+    else:
+        parser.add_argument(
+            "--precision",
+            choices=PRECISION_CHOICES,
+            default="fp32",
+            help="scoring precision (default fp32: the same numbers on every CPU and as the ONNX export; "
+            "auto = the training rule)",
+        )
 
 
 def add_overwrite(parser: argparse.ArgumentParser) -> None:

@@ -50,7 +50,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from medmnist_lab.data.arrays import load_split
+    import numpy as np
 
     info = get_dataset(args.name)
     root = resolve_root(args.root)
@@ -58,20 +58,26 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"\n{info.description}\n")
     print(f"license: {info.license}")
     print(f"sizes: {', '.join(map(str, info.sizes))}; file at {args.size} px: {root / info.filename(args.size)}")
-    path = root / info.filename(args.size)
+    # Every size of a dataset holds the same images in the same splits (MedMNIST+ resized them), so
+    # the class counts of any local size are those of every size.
+    local = [root / info.filename(s) for s in (args.size, *info.sizes) if (root / info.filename(s)).is_file()]
+    path = local[0] if local else root / info.filename(args.size)
     counts: dict[str, list[int]] = {}
     if path.is_file():
-        for split in SPLITS:
-            labels = load_split(info, split, args.size, root).labels
-            col = labels.sum(0) if info.is_multilabel else labels[:, 0].bincount(minlength=info.n_classes)
-            counts[split] = [int(v) for v in col]
+        with np.load(path) as arrays:  # labels only (a few kB), read without torch
+            for split in SPLITS:
+                labels = arrays[f"{split}_labels"]
+                col = labels.sum(0) if info.is_multilabel else np.bincount(labels[:, 0], minlength=info.n_classes)
+                counts[split] = [int(v) for v in col]
     header = ["label", "name", *(f"{s} (n={info.n_samples[s]})" for s in SPLITS)]
     rows = [header]
     for k, name in enumerate(info.label_names):
         rows.append([str(k), name, *(str(counts[s][k]) if counts else "?" for s in SPLITS)])
     print(_table(rows))
     if not counts:
-        print(f"(class counts need the local file; run `medmnist-lab datasets download {info.flag}`)")
+        print(f"(class counts need a local file of any size; run `medmnist-lab datasets download {info.flag}`)")
+    elif path != root / info.filename(args.size):
+        print(f"(class counts read from {path.name}: the splits are the same at every size)")
     if info.is_multilabel:
         print("(multi-label: counts are positives per finding)")
     print(f"\ncite: {CITATION}")

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from medmnist_lab.cli.common import add_overwrite, add_root, output_path
+from medmnist_lab.cli.common import add_overwrite, add_precision, add_root, output_path
 from medmnist_lab.cli.main import HelpFormatter
 from medmnist_lab.data.registry import SPLITS
 
@@ -56,6 +56,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         device=args.device,
         dataset=args.dataset,
         size=args.size,
+        precision=args.precision,
     )
     out = save_eval(result)
     show(args, result, f"{result.config.dataset}_{result.config.size} {args.split}")
@@ -93,7 +94,13 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
         )
     out = output_path(args.output, args, (".json",), "ensemble record") if args.output is not None else None
     result = evaluate_ensemble(
-        args.checkpoint, args.split, root=args.root, device=args.device, dataset=args.dataset, size=args.size
+        args.checkpoint,
+        args.split,
+        root=args.root,
+        device=args.device,
+        dataset=args.dataset,
+        size=args.size,
+        precision=args.precision,
     )
     if not args.json:
         for m in result.members:
@@ -141,6 +148,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also write the official prediction CSV (beside the checkpoint; for an ensemble, beside -o)",
     )
     p.add_argument("--json", action="store_true", help="print all metrics as JSON")
+    add_precision(p, training=False)
     p.add_argument(
         "-o", "--output", type=Path, default=None, help="ensemble only: write its record (JSON) to this file"
     )

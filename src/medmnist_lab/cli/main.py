@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from medmnist_lab import __version__
+from medmnist_lab.data.paths import ROOT_ENV
 from medmnist_lab.errors import MedMNISTLabError
 
 # Command groups, in the order `--help` lists them. Modules are imported lazily so that
@@ -84,9 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def absolute_roots(args: argparse.Namespace) -> None:
+    """Make a relative `--root` and `$MEDMNIST_ROOT` absolute, once, at start-up: a later change of
+    directory (a test, a study worker, a library call) must not change which folder they mean."""
+    env = os.environ.get(ROOT_ENV)
+    if env and not os.path.isabs(os.path.expanduser(env)):
+        os.environ[ROOT_ENV] = os.path.abspath(env)
+    root = getattr(args, "root", None)
+    if root is not None and str(root) != "":
+        args.root = type(root)(os.path.abspath(os.path.expanduser(os.fspath(root))))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    absolute_roots(args)
     if not getattr(args, "func", None):
         # A group given without its sub-command prints that group's help.
         (getattr(args, "group_parser", None) or parser).print_help()

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from medmnist_lab.cli.common import add_overwrite, output_path, positive_int
+from medmnist_lab.cli.common import add_overwrite, add_precision, output_path, positive_int
 from medmnist_lab.cli.main import HelpFormatter
 
 PREDICT_EPILOG = """\
@@ -48,7 +48,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         check_output_dir(args.explain, what="--explain")
     if args.device is not None and args.checkpoint.suffix.lower() == ".onnx":
         raise MedMNISTLabError("--device applies to PyTorch checkpoints; .onnx models run on the CPU here")
-    predictor = Predictor.load(args.checkpoint, args.device or "cpu")
+    predictor = Predictor.load(args.checkpoint, args.device or "cpu", args.precision)
     on_batch = None
     if args.explain is not None:
         if not isinstance(predictor, TorchPredictor):
@@ -106,6 +106,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=256, help="images per forward pass")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (PyTorch checkpoints; default cpu)")
     p.add_argument("--explain", type=Path, default=None, metavar="DIR", help="write a Grad-CAM overlay per image here")
+    add_precision(p, training=False)
     add_overwrite(p)
     p.set_defaults(func=cmd_predict)
 

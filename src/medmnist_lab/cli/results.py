@@ -9,6 +9,10 @@ from typing import Any
 
 from medmnist_lab.cli.common import add_command, add_group
 
+# experiments.tables.FORMATS, restated: that module imports scipy.stats (1-3 s at every start-up,
+# --help included); tests/test_same_numbers.py asserts the two are equal.
+FORMATS: tuple[str, ...] = ("md", "csv", "latex", "json")
+
 
 def _csv_list(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
@@ -76,7 +80,6 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from medmnist_lab.experiments.references import REFERENCES
-    from medmnist_lab.experiments.tables import FORMATS
 
     _, cmds = add_group(sub, "results", "results stores: import run folders, print tables with CIs and tests")
     p = add_command(

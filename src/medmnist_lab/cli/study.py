@@ -12,6 +12,7 @@ from medmnist_lab.cli.common import (
     add_command,
     add_group,
     add_out_dir,
+    add_precision,
     add_root,
     positive_int,
     seed_int,
@@ -36,7 +37,8 @@ def _spec_from_args(args: argparse.Namespace):
             raise MedMNISTLabError("--root and --set root=... both set the data folder; give one of them")
         args.set = [*(args.set or []), f"root={json.dumps(str(args.root))}"]  # quoted: read as YAML
     spec = load_spec(args.spec)
-    return apply_overrides(spec, parse_set(args.set or []), args.datasets, args.seeds, args.trials)
+    sets = [*(args.set or []), *([f"precision={args.precision}"] if args.precision else [])]
+    return apply_overrides(spec, parse_set(sets), args.datasets, args.seeds, args.trials)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -50,7 +52,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         raise MedMNISTLabError("--address joins a Ray cluster: it needs --backend ray")
     if args.dry_run:
-        return _dry_run(spec, study_dir)
+        return _dry_run(spec, study_dir, args.workers or 1, args.threads)
     options = BackendOptions(workers=args.workers, address=args.address, threads=args.threads)
     report = run_study(
         spec,
@@ -85,10 +87,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if report.still_failed else 0
 
 
-def _dry_run(spec, study_dir: Path) -> int:
-    from medmnist_lab.experiments.estimate import estimate
+def _dry_run(spec, study_dir: Path, workers: int, threads: int | None) -> int:
+    import os
+
+    from medmnist_lab.experiments.estimate import cache_path, estimate
     from medmnist_lab.experiments.runner import plan
     from medmnist_lab.experiments.store import ResultStore, db_path
+
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)  # what each worker will use
+
+    def measuring(i: int, n: int, config) -> None:
+        print(
+            f"measuring the training step on this machine ({i + 1}/{n}: {config.model} width {config.width}, "
+            f"{config.size} px, batch {config.batch_size}, {threads} thread(s)); recorded in {cache_path()}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     grid, searches = plan(spec, study_dir)
     cells = grid or [s.template for s in searches]  # a search: one line per group, x trials
@@ -98,22 +112,24 @@ def _dry_run(spec, study_dir: Path) -> int:
     status: dict[str, str] = {}
     if db_path(study_dir).is_file():
         with ResultStore(study_dir, create=False) as store:
-            times = estimate(cells, store)
+            times = estimate(cells, store, threads=threads, on_measure=measuring)
             status = {h: (store.status(h) or ("new", 0))[0] for h in times}
     else:
-        times = estimate(cells)
-    print(f"{'hash':<16}  {'status':<8}  {'estimate':>8}  cell")
+        times = estimate(cells, threads=threads, on_measure=measuring)
+    print(f"{'hash':<16}  {'status':<8}  {'estimate':>8}  {'from':<8}  cell")
     total = 0.0
     for cell in cells:
-        seconds, _source = times[cell.hash]
+        seconds, source = times[cell.hash]
         state = status.get(cell.hash, "new")
         if state not in ("done", "pruned"):
             total += seconds
-        print(f"{cell.hash}  {state:<8}  {_format_seconds(seconds):>8}  {cell.label}")
+        print(f"{cell.hash}  {state:<8}  {_format_seconds(seconds):>8}  {source:<8}  {cell.label}")
     per = spec.trials if spec.is_search else 1
+    left = total * per
     print(
-        f"{len(cells) * per} cells; about {_format_seconds(total * per)} of work left on one worker "
-        "(speeds from finished cells where there are any, else measured here just now)"
+        f"{len(cells) * per} cells; about {_format_seconds(left)} of work left, {_format_seconds(left / workers)} "
+        f"wall with {workers} worker(s) of {threads} thread(s) (speeds: study = this study's finished cells, "
+        "cache = measured on this machine before, measured = just now)"
     )
     return 0
 
@@ -145,6 +161,9 @@ A spec is YAML: base (RunConfig fields), axes (lists: their cross product; or ra
 with Optuna, with `trials: N`), optional include/exclude lists of cells. Each cell is one
 training run, identified by a hash of its resolved config; rerunning a study skips finished
 cells, retries failed ones and resumes interrupted ones from their last checkpoint.
+The built-in studies train with the `fast` recipe (16 epochs, near the official ResNet-18
+numbers on the real files: BENCHMARKS.md) and 5 seeds; --set recipe=medmnist-v2 gives the
+official 100-epoch protocol instead.
 
 examples:
   medmnist-lab study list
@@ -165,7 +184,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=positive_int, default=None, help="cells at once (local default 1)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads per cell (default cores/workers)")
     p.add_argument("--address", default=None, help="Ray cluster to join: auto or HOST:PORT (default: a local Ray)")
-    p.add_argument("--dry-run", action="store_true", help="list the cells with an estimated time; run nothing")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the cells with an estimated time (from speeds recorded on this machine; the first time, "
+        "a few real training steps are timed); run nothing",
+    )
     p.add_argument("--datasets", nargs="+", default=None, metavar="FLAG", help="replace the dataset axis")
     p.add_argument("--seeds", nargs="+", type=seed_int, default=None, metavar="N", help="replace the seed axis")
     p.add_argument("--trials", type=positive_int, default=None, help="trials per search (specs with range axes)")
@@ -182,6 +206,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--max-attempts", type=positive_int, default=3, help="attempts per cell before giving up")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_precision(p, training=True)
     p.add_argument("--report", action="store_true", help="write or refresh STUDY/report/ (HTML) when the study ends")
     add_root(p)
     p.set_defaults(func=cmd_run)

@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from medmnist_lab.cli.common import KEEP_CHOICES, add_root, given, nonnegative_int, number, positive_int, seed_int
+from medmnist_lab.cli.common import (
+    KEEP_CHOICES,
+    MODEL_NAMES,
+    add_precision,
+    add_root,
+    given,
+    nonnegative_int,
+    number,
+    positive_int,
+    seed_int,
+)
 from medmnist_lab.cli.main import HelpFormatter
 from medmnist_lab.data.registry import SIZES
 
@@ -15,6 +26,16 @@ def _tristate(text: str) -> bool | None:
     if text not in table:
         raise argparse.ArgumentTypeError(f"'{text}' is not one of: on, off, auto")
     return table[text]
+
+
+def _deprecated_amp(value: bool | None) -> bool | None:
+    if value is not None:
+        print(
+            "note: --amp is deprecated and will be removed in the next release; use --precision "
+            "(off = fp32, on = bf16 or fp16)",
+            file=sys.stderr,
+        )
+    return value
 
 
 def _fraction_list(text: str) -> list[float]:
@@ -29,12 +50,11 @@ def _fraction_list(text: str) -> list[float]:
 
 def _epilog() -> str:
     from medmnist_lab.engine.config import RECIPES
-    from medmnist_lab.models import MODELS
 
     recipes = "\n".join(f"  {n:<12} {RECIPES.get(n).description}" for n in RECIPES)
     return (
         f"recipes (what each technique contributes: docs/recipes.md):\n{recipes}\n\n"
-        f"models: {', '.join(MODELS.names())} (and timm:<name> with the timm extra)\n\n"
+        f"models: {', '.join(MODEL_NAMES)} (and timm:<name> with the timm extra)\n\n"
         "examples:\n"
         "  medmnist-lab train breastmnist                      # official protocol, ResNet-18\n"
         "  medmnist-lab train retinamnist --recipe fast        # official accuracy, a fraction of the time\n"
@@ -138,6 +158,7 @@ def apply_set(args: argparse.Namespace) -> dict:
 def cmd_train(args: argparse.Namespace) -> int:
     from medmnist_lab.augment import parse_magnitudes
     from medmnist_lab.engine import fit, resolve_config
+    from medmnist_lab.engine.schedule import short_run_note
     from medmnist_lab.engine.trackers import make_trackers
     from medmnist_lab.errors import MedMNISTLabError
     from medmnist_lab.outputs import check_output_dir
@@ -162,7 +183,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             model=args.model,
             seed=args.seed,
             device=args.device,
-            amp=args.amp,
+            amp=_deprecated_amp(args.amp),
+            precision=args.precision,
             channels_last=args.channels_last,
             compile=args.compile or None,
             train_npz=str(args.train_npz) if args.train_npz else None,
@@ -176,6 +198,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             augment_params=parse_magnitudes(args.augment_set) or None,
             **overrides,
         )
+        if note := short_run_note(config):
+            print(note, file=sys.stderr)
         result = fit(config, progress=not args.no_progress, keep=args.keep, trackers=trackers)
     m = result.summary.metrics
     print(f"\nrun: {result.run_dir}   best epoch: {result.best_epoch}   wall: {result.summary.wall_seconds:.1f}s")
@@ -249,12 +273,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--tta", action="store_true", default=None, help="evaluate on each image and its mirror (val and test)"
     )
     p.add_argument("--device", default=None, help="auto, cpu, cuda or mps (default auto)")
+    add_precision(p, training=True)
     p.add_argument(
         "--amp",
         type=_tristate,
         default=None,
         metavar="on|off|auto",
-        help="mixed precision (auto: bf16/fp16 where safe)",
+        help="older spelling of --precision (off = fp32, auto = auto, on = mixed precision); deprecated",
     )
     p.add_argument(
         "--channels-last",

@@ -144,9 +144,9 @@ def measure(config: Any, threads: int) -> Speed:
     torch.set_num_threads(threads)
     try:
         info = get_dataset(config.dataset, warn_alias=False)
-        t0 = time.perf_counter()
         available = len(load_train_data(replace(config, subset=None), info).labels)  # the file's, not the registry's
         n = min(available, config.subset or available, config.batch_size * MEASURE_BATCHES)
+        t0 = time.perf_counter()
         s = build_session(replace(config, subset=n, epochs=max(config.epochs, 2)), info)
         setup = time.perf_counter() - t0
         t0 = time.perf_counter()
