@@ -313,7 +313,7 @@ def test_import_existing_runs_matches_study_cells(synthetic_root, tmp_path, caps
 def test_cli_list_show_and_dry_run(synthetic_root, tmp_path, capsys):
     assert main(["study", "list"]) == 0
     out = capsys.readouterr().out
-    for name, cells in (("resnet18-vs-50", 72), ("resolution", 24), ("augment", 42), ("synthetic", 6)):
+    for name, cells in (("resnet18-vs-50", 120), ("resolution", 40), ("augment", 70), ("synthetic", 10)):
         assert f"{name}" in out and f" {cells} " in out
     assert main(["study", "show", "augment"]) == 0
     assert "trivialaugment" in capsys.readouterr().out
