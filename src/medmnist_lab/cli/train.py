@@ -11,6 +11,7 @@ from medmnist_lab.cli.common import (
     MODEL_NAMES,
     add_precision,
     add_root,
+    deprecation_note,
     given,
     nonnegative_int,
     number,
@@ -30,11 +31,7 @@ def _tristate(text: str) -> bool | None:
 
 def _deprecated_amp(value: bool | None) -> bool | None:
     if value is not None:
-        print(
-            "note: --amp is deprecated and will be removed in the next release; use --precision "
-            "(off = fp32, on = bf16 or fp16)",
-            file=sys.stderr,
-        )
+        deprecation_note("--amp", "--precision (off = fp32, on = bf16 or fp16)")
     return value
 
 
