@@ -340,3 +340,22 @@ def test_delong_single_positive_has_no_variance() -> None:
     r = delong_test([0, 0, 0, 1], [0.1, 0.2, 0.3, 0.9], [0.3, 0.2, 0.1, 0.5])
     assert r.auc_a == 1.0 and r.auc_b == 1.0
     assert math.isnan(r.se) and math.isnan(r.p)  # one positive: its covariance is undefined
+
+
+def test_bounded_summary_is_a_logit_t_interval_inside_0_1() -> None:
+    values = np.array([0.28, 0.84])  # two seeds 0.56 apart: a plain t-interval runs from -1.7 to 2.8
+    plain = summarize(values)
+    assert plain.ci_low < 0 and plain.ci_high > 1 and plain.method == "t"
+    bounded = summarize(values, bounded=True)
+    z = np.log(values / (1 - values))
+    half = st.t.ppf(0.975, df=1) * z.std(ddof=1) / np.sqrt(2)
+    expit = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    assert bounded.method == "logit-t" and bounded.mean == pytest.approx(values.mean())
+    assert (bounded.ci_low, bounded.ci_high) == pytest.approx((expit(z.mean() - half), expit(z.mean() + half)))
+    assert 0 < bounded.ci_low < bounded.mean < bounded.ci_high < 1
+    perfect = summarize([1.0, 1.0, 0.99], bounded=True)  # a perfect AUC has an infinite logit: moved inside
+    assert 0.9 < perfect.ci_low <= perfect.ci_high <= 1
+    mid = summarize([0.48, 0.5, 0.52], bounded=True)  # mid-range: close to the plain interval
+    assert (mid.ci_low, mid.ci_high) == pytest.approx((summarize([0.48, 0.5, 0.52]).ci_low, 0.5497), abs=2e-3)
+    with pytest.raises(MedMNISTLabError, match=r"\[0, 1\]"):
+        summarize([0.5, 1.5], bounded=True)

@@ -99,12 +99,14 @@ def test_markdown_groups_by_varying_fields_with_mean_std_ci() -> None:
     rows = two_models()
     assert default_group_by(rows) == ["model"]  # seed, name vary too but never define a group
     text = build_table(rows)
-    s = summarize([TEST_AUC[("resnet18", k)] for k in range(3)])
+    s = summarize([TEST_AUC[("resnet18", k)] for k in range(3)], bounded=True)
     cells = md_row(text, "resnet18")
     assert cells[1] == "3"
     assert cells[2] == f"{s.mean:.3f} ± {s.std:.3f} [{s.ci_low:.3f}, {s.ci_high:.3f}]"
-    assert cells[2] == "0.897 ± 0.015 [0.859, 0.935]"  # by hand: mean .8967, sd .01528, t(.975, 2) = 4.303
-    assert text.splitlines()[0].startswith("| model | n | test AUC")
+    # mean .8967, sd .01528; the interval is the t-interval (t(.975, 2) = 4.303) of the logits, mapped
+    # back: [0.854, 0.929] (the plain t-interval would be [0.859, 0.935])
+    assert cells[2] == "0.897 ± 0.015 [0.854, 0.929]"
+    assert text.splitlines()[0].startswith("| model | n | test AUC (mean ± std [95% CI, logit-t])")
 
 
 def test_only_done_rows_count() -> None:
@@ -313,7 +315,7 @@ def test_csv_has_one_column_per_number() -> None:
     text = build_table(two_models(), ["model"], baseline=("model", "resnet18"), reference="official", fmt="csv")
     recs = list(csv.DictReader(io.StringIO(text)))
     assert [r["model"] for r in recs] == ["resnet18", "resnet50"]
-    s = summarize([TEST_AUC[("resnet50", k)] for k in range(3)])
+    s = summarize([TEST_AUC[("resnet50", k)] for k in range(3)], bounded=True)
     assert float(recs[1]["auc_mean"]) == s.mean and float(recs[1]["auc_ci_high"]) == s.ci_high
     assert recs[1]["auc_diff_significant"] == "True" and recs[1]["acc_diff_significant"] == "False"
     assert float(recs[1]["reference_auc"]) == 0.913

@@ -74,10 +74,16 @@ def _has_delong(data: TableData) -> bool:
     )
 
 
+def _ci_method(data: TableData, metric: str) -> str:
+    """ ", logit-t" where the metric's intervals are logit-scale ones (bounded to [0, 1])."""
+    methods = {g.summaries[metric].method for g in data.groups if metric in g.summaries}
+    return ", logit-t" if methods == {"logit-t"} else ""
+
+
 def _headers(data: TableData) -> list[str]:
     pct = f"{data.confidence:.0%}"
     head = [*data.group_by, "n"] if data.group_by else ["group", "n"]
-    head += [f"{data.split} {m.upper()} (mean ± std [{pct} CI])" for m in data.metrics]
+    head += [f"{data.split} {m.upper()} (mean ± std [{pct} CI{_ci_method(data, m)}])" for m in data.metrics]
     if data.reference:
         head += [f"{data.reference} {m.upper()}" for m in data.metrics]
     if data.baseline:

@@ -35,6 +35,7 @@ from medmnist_lab.experiments.references import ReferenceTable, get_reference
 from medmnist_lab.metrics.stats import (
     ALPHA,
     CONFIDENCE,
+    UNIT_INTERVAL_METRICS,
     DeLongResult,
     PairedDiff,
     Summary,
@@ -294,7 +295,11 @@ def _group(
     for key in sorted(buckets, key=lambda k: [_sort_key(buckets[k][0].config.get(f)) for f in group_by]):
         members = sorted(buckets[key], key=lambda r: (_sort_key(r.config.get(PAIR_FIELD)), r.hash))
         summaries = {
-            m: summarize([v for r in members if (v := _finite(r.value(split, m))) is not None], confidence)
+            m: summarize(
+                [v for r in members if (v := _finite(r.value(split, m))) is not None],
+                confidence,
+                bounded=m in UNIT_INTERVAL_METRICS,
+            )
             for m in metrics
         }
         g = GroupStats(group={f: members[0].config.get(f) for f in group_by}, rows=members, summaries=summaries)

@@ -3,7 +3,8 @@ seeds, and DeLong's test of two correlated ROC AUCs on the same test set.
 
 numpy and scipy only, so the results store and the tables can use it without the training stack.
 
-- `summarize`: n runs of one configuration -> mean, sample std (ddof=1) and a t-interval.
+- `summarize`: n runs of one configuration -> mean, sample std (ddof=1) and a t-interval (for a
+  metric in [0, 1], a t-interval of the logits mapped back, so it never leaves [0, 1]).
 - `paired_difference`: runs paired by seed (a[i] and b[i] share a seed) -> the paired t-test,
   which removes the between-seed variance that an unpaired comparison would count twice.
 - `delong_test`: two classifiers scored on the same samples -> DeLong, DeLong & Clarke-Pearson
@@ -53,6 +54,21 @@ def _t_interval(mean: float, std: float, n: int, confidence: float) -> tuple[flo
     return mean - half, mean + half
 
 
+# A metric in [0, 1] (AUC, ACC, ECE...) gets its interval on the logit scale: a t-interval of
+# logit(values), mapped back. It stays inside (0, 1) whatever the spread (a plain t-interval of two
+# AUCs 0.56 apart runs from -0.24 to 1.37), and is close to the plain one when values sit mid-range.
+UNIT_INTERVAL_METRICS = ("auc", "acc", "balanced_accuracy", "macro_f1", "ece")
+LOGIT_EPS = 1e-3  # 0 or 1 (a perfect AUC) is moved this far inside: metrics are reported to 3 decimals
+
+
+def _logit_t_interval(x: np.ndarray, confidence: float) -> tuple[float, float]:
+    if x.size < 2:
+        return math.nan, math.nan
+    z = np.log(np.clip(x, LOGIT_EPS, 1 - LOGIT_EPS)) - np.log1p(-np.clip(x, LOGIT_EPS, 1 - LOGIT_EPS))
+    lo, hi = _t_interval(float(z.mean()), float(z.std(ddof=1)), int(z.size), confidence)
+    return float(1 / (1 + math.exp(-lo))), float(1 / (1 + math.exp(-hi)))
+
+
 @dataclass(frozen=True)
 class Summary:
     """Mean ± sample std and a Student-t confidence interval of the mean.
@@ -68,22 +84,27 @@ class Summary:
     ci_low: float
     ci_high: float
     confidence: float = CONFIDENCE
+    method: str = "t"  # "t": Student-t of the values; "logit-t": of their logits, mapped back (bounded)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def summarize(values: Any, confidence: float = CONFIDENCE) -> Summary:
-    """Summarize finite values (e.g. one metric over seeds); non-finite values raise."""
+def summarize(values: Any, confidence: float = CONFIDENCE, *, bounded: bool = False) -> Summary:
+    """Summarize finite values (e.g. one metric over seeds); non-finite values raise. `bounded`:
+    the values are a metric in [0, 1] and the interval is a logit-scale t-interval inside (0, 1)."""
     _check_confidence(confidence)
     x = _as_finite_1d(values, "values")
     n = int(x.size)
+    if bounded and ((x < 0) | (x > 1)).any():
+        raise MedMNISTLabError(f"bounded values must lie in [0, 1]; got {x[(x < 0) | (x > 1)][0]}")
+    method = "logit-t" if bounded else "t"
     if n == 0:
-        return Summary(0, math.nan, math.nan, math.nan, math.nan, confidence)
+        return Summary(0, math.nan, math.nan, math.nan, math.nan, confidence, method)
     mean = float(x.mean())
     std = float(x.std(ddof=1)) if n >= 2 else math.nan
-    lo, hi = _t_interval(mean, std, n, confidence)
-    return Summary(n, mean, std, lo, hi, confidence)
+    lo, hi = _logit_t_interval(x, confidence) if bounded else _t_interval(mean, std, n, confidence)
+    return Summary(n, mean, std, lo, hi, confidence, method)
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,17 @@ def learning_curves(history: Sequence[dict[str, Any]]) -> Figure:
 
 def _ci_err(points: Sequence[dict[str, Any]]) -> list[list[float]]:
     """Error-bar lengths below and above each mean from its CI (0 where the CI is undefined)."""
-    below = [p["mean"] - p["ci_low"] if math.isfinite(p["ci_low"]) else 0 for p in points]
-    above = [p["ci_high"] - p["mean"] if math.isfinite(p["ci_high"]) else 0 for p in points]
+    # A logit-scale interval is not centred on the mean and may, for skewed seeds, lie a hair to one
+    # side of it: the bar then starts at the mean (matplotlib refuses negative lengths).
+    below = [max(0.0, p["mean"] - p["ci_low"]) if math.isfinite(p["ci_low"]) else 0 for p in points]
+    above = [max(0.0, p["ci_high"] - p["mean"]) if math.isfinite(p["ci_high"]) else 0 for p in points]
     return [below, above]
+
+
+def _unit_ylim(ax: Any) -> None:
+    """Keep a [0, 1] metric's axis inside [0, 1] (a little margin above 1 for the markers)."""
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(max(lo, 0.0), min(hi, 1.02))
 
 
 def _num(value: Any) -> float:
@@ -146,6 +154,7 @@ def metric_by_group(groups: Sequence[dict[str, Any]], metric: str, title: str) -
     ax.set_xticks(x)
     ax.set_xticklabels([g["name"] for g in groups], rotation=20, ha="right", fontsize=8)
     ax.set(title=title, ylabel=f"test {metric.upper()}")
+    _unit_ylim(ax)
     ax.legend(fontsize=8)
     return fig
 
@@ -164,6 +173,7 @@ def resolution_curve(points: Sequence[dict[str, Any]], metric: str, title: str) 
             sizes, [p["mean"] for p in pts], yerr=_ci_err(pts), marker="o", capsize=4, color=PALETTE[i], label=model
         )
     ax.set(xscale="log", xlabel="image size (px)", ylabel=f"test {metric.upper()}", title=title)
+    _unit_ylim(ax)
     sizes = sorted({p["size"] for p in points})
     ax.set_xticks(sizes, [str(s) for s in sizes])
     ax.xaxis.set_minor_locator(NullLocator())
