@@ -400,7 +400,7 @@ def test_best_trial_refuses_test_objective_and_missing_metric() -> None:
 
 
 def test_reference_registry_and_sources() -> None:
-    assert sorted(REFERENCES.names()) == ["medmnist-plus", "official", "seed"]
+    assert sorted(REFERENCES.names()) == ["medmnist-plus", "official", "official-script", "seed"]
     assert "Yang et al., Scientific Data 2023" in get_reference("official").source
     assert "EE228" in get_reference("seed").source
     assert "Doerrich et al." in get_reference("medmnist-plus").source
@@ -484,3 +484,18 @@ def test_delong_across_sizes_of_one_dataset_checks_the_labels_match(tmp_path: Pa
     doc = json.loads(build_table(rows, ["size"], baseline=("size", 28), fmt="json"))
     notes = [c.get("note", "") for c in doc["records"][1]["comparison"]["delong"]]
     assert all("label their test samples differently" in n for n in notes), notes
+
+
+def test_official_script_reference_is_the_mean_of_its_runs() -> None:
+    from importlib import resources
+
+    table = get_reference("official-script")
+    text = (resources.files("medmnist_lab.experiments") / "reference" / "official_script_runs.csv").read_text()
+    rows = list(csv.DictReader(io.StringIO("\n".join(line for line in text.splitlines() if not line.startswith("#")))))
+    breast = [r for r in rows if r["dataset"] == "breastmnist"]
+    assert breast, "the official script's BreastMNIST runs"
+    for metric in ("auc", "acc"):
+        mean = sum(float(r[metric]) for r in breast) / len(breast)
+        assert table.value("breastmnist", "resnet18", 28, metric) == pytest.approx(mean)
+    assert table.value("breastmnist", "resnet50", 28, "auc") is None
+    assert "official MedMNIST v2 training script" in table.source and "mean of the runs" in table.source
