@@ -22,7 +22,7 @@ def write_spec(path: Path, name: str, description: str, recipe: str, cells: list
 
 def run_study(spec: Path, out: Path, workers: int, threads: int | None, sets: list[str]) -> None:
     """`medmnist-lab study run` in a child process; a killed run resumes with the same command."""
-    cmd = [sys.executable, "-m", "medmnist_lab.cli.main", "study", "run", str(spec), "-o", str(out)]
+    cmd = [sys.executable, "-m", "medmnist_lab.cli.main", "study", "run", str(spec), "--out-dir", str(out)]
     cmd += ["--workers", str(workers), "--no-progress"]
     cmd += ["--threads", str(threads)] if threads else []
     for item in sets:

@@ -41,7 +41,7 @@ def main() -> None:
     if not (args.study / "results.db").is_file() or "done" not in _counts(args.study):
         spec = Path(tempfile.mkdtemp()) / "spec.yaml"
         spec.write_text(json.dumps(SPEC))  # JSON is YAML
-        cmd = [sys.executable, "-m", "medmnist_lab.cli.main", "study", "run", str(spec), "-o", str(args.study),
+        cmd = [sys.executable, "-m", "medmnist_lab.cli.main", "study", "run", str(spec), "--out-dir", str(args.study),
                "--workers", "2", "--threads", "1", "--no-progress"]  # fmt: skip
         subprocess.run(cmd, check=True)
     from medmnist_lab.report.site import build_report
