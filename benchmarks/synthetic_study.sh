@@ -15,12 +15,12 @@ mkdir -p "$out"
 
 train_gan() {  # resumable; skipped once finished (summary.json is written last)
   local gan="$out/gan-$1"
-  local resume=()
+  local where=(--out-dir "$out" --name "gan-$1")  # the run folder $gan
   [ -f "$gan/summary.json" ] && return 0
   if [ -f "$gan/last.pt" ]; then
-    resume=(--resume)
+    where=(--resume "$gan")
   fi
-  medmnist-lab gan train breastmnist --mode "$1" --epochs 300 --seed 0 --out "$gan" --no-progress "${resume[@]}"
+  medmnist-lab gan train breastmnist --mode "$1" --epochs 300 --seed 0 "${where[@]}" --no-progress
 }
 
 if [ "$part" = classifiers ] || [ "$part" = all ]; then
