@@ -35,7 +35,7 @@ def env() -> dict[str, str]:
 def train_args(root: Path, out: Path, name: str, epochs: int = EPOCHS) -> list[str]:
     return [
         "train", "breastmnist", "--root", str(root), "--out-dir", str(out), "--name", name,
-        "--width", "4", "--epochs", str(epochs), "--batch-size", "16", "--amp", "off", "--no-progress",
+        "--width", "4", "--epochs", str(epochs), "--batch-size", "16", "--precision", "fp32", "--no-progress",
     ]  # fmt: skip
 
 

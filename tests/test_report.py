@@ -35,7 +35,7 @@ def site(real_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     torch.set_num_threads(1)
     base = tmp_path_factory.mktemp("site")
     runs = base / "runs"
-    tiny = ["--width", "4", "--epochs", "2", "--batch-size", "64", "--amp", "off", "--no-progress", "--root", real_root]
+    tiny = ["--width", "4", "--epochs", "2", "--batch-size", "64", "--precision", "fp32", "--no-progress", "--root", real_root]
     assert cli("train", "breastmnist", *tiny, "--out-dir", runs, "--name", "breast", "--report") == 0
     assert cli("train", "retinamnist", *tiny, "--out-dir", runs, "--name", "retina", "--subset", "300") == 0
     damaged = runs / "breastmnist_28" / "resnet18" / "damaged"
@@ -186,7 +186,7 @@ def test_tensorboard_and_mlflow_trackers_with_the_real_libraries(
     torch.set_num_threads(1)
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    args = ["train", "breastmnist", "--root", real_root, "--width", "4", "--epochs", "3", "--amp", "off",
+    args = ["train", "breastmnist", "--root", real_root, "--width", "4", "--epochs", "3", "--precision", "fp32",
             "--no-progress", "--out-dir", "runs", "--name", "tracked",
             "--log", "tensorboard", "--log", "mlflow"]  # fmt: skip
     assert cli(*args) == 0

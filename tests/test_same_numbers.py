@@ -181,3 +181,12 @@ def test_predict_matches_the_onnx_export_on_a_bf16_cpu(
     assert np.abs(Predictor.load(tiny_run / "best.pt").probabilities(images) - onnx).max() <= 1e-4
     auto = Predictor.load(tiny_run / "best.pt", precision="auto").probabilities(images)
     assert np.abs(auto - onnx).max() > 1e-4  # what predict gave before on such a CPU
+
+
+def test_amp_is_the_deprecated_spelling_of_precision(capsys: pytest.CaptureFixture) -> None:
+    from medmnist_lab.cli.train import _deprecated_amp
+
+    assert _deprecated_amp(None) is None and capsys.readouterr().err == ""
+    assert _deprecated_amp(False) is False
+    err = capsys.readouterr().err
+    assert "--amp is deprecated" in err and "use --precision" in err

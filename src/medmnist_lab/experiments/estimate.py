@@ -140,6 +140,10 @@ def measure(config: Any, threads: int) -> Speed:
     from medmnist_lab.engine.device import SCORE_PRECISION, resolve_precision
     from medmnist_lab.engine.train import build_session, train_one_epoch
 
+    # What a study worker has loaded before its cell starts (the forkserver preloads it): without it
+    # the first build would time torch._dynamo's import (~4 s) as part of every cell's setup.
+    import medmnist_lab.experiments.preload  # noqa: F401
+
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
