@@ -35,7 +35,8 @@ def site(real_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     torch.set_num_threads(1)
     base = tmp_path_factory.mktemp("site")
     runs = base / "runs"
-    tiny = ["--width", "4", "--epochs", "2", "--batch-size", "64", "--precision", "fp32", "--no-progress", "--root", real_root]
+    tiny = ["--width", "4", "--epochs", "2", "--batch-size", "64", "--precision", "fp32", "--no-progress",
+            "--root", real_root]  # fmt: skip
     assert cli("train", "breastmnist", *tiny, "--out-dir", runs, "--name", "breast", "--report") == 0
     assert cli("train", "retinamnist", *tiny, "--out-dir", runs, "--name", "retina", "--subset", "300") == 0
     damaged = runs / "breastmnist_28" / "resnet18" / "damaged"

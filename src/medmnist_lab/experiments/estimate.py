@@ -135,14 +135,13 @@ def measure(config: Any, threads: int) -> Speed:
     """Time the real training step and evaluation of `config` on a few batches of its data."""
     import torch
 
+    # What a study worker has loaded before its cell starts (the forkserver preloads it): without it
+    # the first build would time torch._dynamo's import (~4 s) as part of every cell's setup.
+    import medmnist_lab.experiments.preload  # noqa: F401
     from medmnist_lab.data.registry import get_dataset
     from medmnist_lab.engine.data import load_train_data
     from medmnist_lab.engine.device import SCORE_PRECISION, resolve_precision
     from medmnist_lab.engine.train import build_session, train_one_epoch
-
-    # What a study worker has loaded before its cell starts (the forkserver preloads it): without it
-    # the first build would time torch._dynamo's import (~4 s) as part of every cell's setup.
-    import medmnist_lab.experiments.preload  # noqa: F401
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
