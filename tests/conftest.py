@@ -10,6 +10,11 @@ from synthetic import TASK_EXAMPLES, write_npz
 
 REAL_FILES = ("breastmnist.npz", "breastmnist_64.npz", "retinamnist.npz")
 
+# The README's MEDMNIST_ROOT is relative; tests change directory (and the CLI makes the variable
+# absolute against whatever directory it starts in), so it is made absolute once, here.
+if os.environ.get("MEDMNIST_ROOT"):
+    os.environ["MEDMNIST_ROOT"] = str(Path(os.environ["MEDMNIST_ROOT"]).expanduser().resolve())
+
 
 @pytest.fixture(scope="session", autouse=True)
 def speed_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:

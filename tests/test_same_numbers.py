@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -190,3 +191,50 @@ def test_amp_is_the_deprecated_spelling_of_precision(capsys: pytest.CaptureFixtu
     assert _deprecated_amp(False) is False
     err = capsys.readouterr().err
     assert "--amp is deprecated" in err and "use --precision" in err
+
+
+def test_a_config_saved_before_precision_existed_loads_and_resumes(tiny_run: Path) -> None:
+    """config.yaml / checkpoints written before the precision field: no `precision` key, amp False."""
+    from medmnist_lab.engine import RunConfig
+
+    saved = json.loads((tiny_run / "summary.json").read_text())["config"]
+    old = {k: v for k, v in saved.items() if k != "precision"} | {"amp": False}
+    config = RunConfig.from_dict(old)
+    assert config.precision == "auto" and config.amp is False
+    assert device_mod.resolve_precision(torch.device("cpu"), config.amp, config.precision).name == "fp32"
+    from medmnist_lab.experiments.spec import cell_hash
+
+    assert cell_hash(config.to_dict()) == cell_hash(old)  # the new field at its default leaves hashes alone
+
+
+def test_study_precision_replaces_the_specs_amp(synthetic_root: Path, tmp_path: Path) -> None:
+    import argparse
+
+    import yaml
+
+    from medmnist_lab.cli.study import _spec_from_args
+    from medmnist_lab.experiments.runner import plan
+
+    spec = tmp_path / "s.yaml"
+    base = {"root": str(synthetic_root), "epochs": 1, "width": 4, "amp": False}
+    spec.write_text(yaml.safe_dump({"name": "t", "base": base, "axes": {"dataset": ["breastmnist"]}}))
+    args = argparse.Namespace(
+        spec=str(spec), set=None, root=None, precision="bf16", datasets=None, seeds=None, trials=None
+    )
+    (cell,), _ = plan(_spec_from_args(args), tmp_path / "st")
+    assert (cell.config.precision, cell.config.amp) == ("bf16", None)
+
+
+def test_image_counts_follow_the_files_subsets_and_synthetic_samples(synthetic_root: Path, tmp_path: Path) -> None:
+    from medmnist_lab.experiments.estimate import image_counts
+
+    with np.load(synthetic_root / "breastmnist.npz") as z:
+        n = {s: len(z[f"{s}_labels"]) for s in ("train", "val", "test")}
+        per_class = np.bincount(z["train_labels"][:, 0])
+    base = resolve_config("breastmnist", root=str(synthetic_root))
+    assert image_counts(base) == n  # the file's counts, not the registry's 546/78/156
+    assert image_counts(replace(base, subset=10))["train"] == 10
+    balanced = image_counts(replace(base, synthetic="gan-balanced"))["train"]
+    assert balanced == per_class.max() * 2  # real images plus the samples that balance the classes
+    np.savez(tmp_path / "syn.npz", train_images=np.zeros((7, 1, 28, 28), np.uint8), train_labels=np.zeros((7, 1)))
+    assert image_counts(replace(base, synthetic=str(tmp_path / "syn.npz")))["train"] == n["train"] + 7

@@ -343,7 +343,7 @@ def test_delong_single_positive_has_no_variance() -> None:
 
 
 def test_bounded_summary_is_a_logit_t_interval_inside_0_1() -> None:
-    values = np.array([0.28, 0.84])  # two seeds 0.56 apart: a plain t-interval runs from -1.7 to 2.8
+    values = np.array([0.28, 0.84])  # two seeds 0.56 apart: a plain t-interval runs from -3.0 to 4.1
     plain = summarize(values)
     assert plain.ci_low < 0 and plain.ci_high > 1 and plain.method == "t"
     bounded = summarize(values, bounded=True)
@@ -357,5 +357,8 @@ def test_bounded_summary_is_a_logit_t_interval_inside_0_1() -> None:
     assert 0.9 < perfect.ci_low <= perfect.ci_high <= 1
     mid = summarize([0.48, 0.5, 0.52], bounded=True)  # mid-range: close to the plain interval
     assert (mid.ci_low, mid.ci_high) == pytest.approx((summarize([0.48, 0.5, 0.52]).ci_low, 0.5497), abs=2e-3)
+    assert summarize([1.0, 1.0, 1.0], bounded=True).ci_high == 1.0  # the mean stays inside its interval
+    extreme = summarize([0.001, 0.999], confidence=0.999, bounded=True)  # no overflow far out on the logit scale
+    assert 0 <= extreme.ci_low < extreme.ci_high <= 1
     with pytest.raises(MedMNISTLabError, match=r"\[0, 1\]"):
         summarize([0.5, 1.5], bounded=True)

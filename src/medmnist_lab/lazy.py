@@ -19,7 +19,12 @@ def lazy_exports(package: str, exports: dict[str, str]) -> Callable[[str], Any]:
     def __getattr__(name: str) -> Any:
         module = exports.get(name)
         if module is None:
-            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+            try:  # a submodule, as `import medmnist_lab.engine as e; e.train` found it before
+                return importlib.import_module(f"{package}.{name}")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"{package}.{name}":
+                    raise
+                raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
         value = getattr(importlib.import_module(module), name)
         setattr(importlib.import_module(package), name, value)
         return value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import zipfile
 from pathlib import Path
 
 from medmnist_lab.cli.common import (
@@ -64,11 +65,17 @@ def cmd_info(args: argparse.Namespace) -> int:
     path = local[0] if local else root / info.filename(args.size)
     counts: dict[str, list[int]] = {}
     if path.is_file():
-        with np.load(path) as arrays:  # labels only (a few kB), read without torch
-            for split in SPLITS:
-                labels = arrays[f"{split}_labels"]
-                col = labels.sum(0) if info.is_multilabel else np.bincount(labels[:, 0], minlength=info.n_classes)
-                counts[split] = [int(v) for v in col]
+        try:
+            with np.load(path) as arrays:  # labels only (a few kB), read without torch
+                for split in SPLITS:
+                    labels = arrays[f"{split}_labels"]
+                    col = labels.sum(0) if info.is_multilabel else np.bincount(labels[:, 0], minlength=info.n_classes)
+                    counts[split] = [int(v) for v in col]
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+            raise DataFileError(
+                f"{path} is not a readable {info.flag} file ({type(exc).__name__}: {exc}); "
+                f"`medmnist-lab datasets verify {info.flag}` checks it, `datasets download {info.flag}` replaces it"
+            ) from None
     header = ["label", "name", *(f"{s} (n={info.n_samples[s]})" for s in SPLITS)]
     rows = [header]
     for k, name in enumerate(info.label_names):

@@ -37,7 +37,8 @@ def _spec_from_args(args: argparse.Namespace):
             raise MedMNISTLabError("--root and --set root=... both set the data folder; give one of them")
         args.set = [*(args.set or []), f"root={json.dumps(str(args.root))}"]  # quoted: read as YAML
     spec = load_spec(args.spec)
-    sets = [*(args.set or []), *([f"precision={args.precision}"] if args.precision else [])]
+    # --precision replaces whatever precision the spec chose, including its older spelling `amp`
+    sets = [*(args.set or []), *([f"precision={args.precision}", "amp=null"] if args.precision else [])]
     return apply_overrides(spec, parse_set(sets), args.datasets, args.seeds, args.trials)
 
 
@@ -124,6 +125,13 @@ def _dry_run(spec, study_dir: Path, workers: int, threads: int | None) -> int:
         if state not in ("done", "pruned"):
             total += seconds
         print(f"{cell.hash}  {state:<8}  {_format_seconds(seconds):>8}  {source:<8}  {cell.label}")
+    from medmnist_lab.experiments.synthetic import is_named
+
+    if any(is_named(cell.config.synthetic) for cell in cells):
+        print(
+            "note: cells with synthetic: gan-balanced first train their GAN (once per dataset and size, shared "
+            "by the study); that time is not in the estimates"
+        )
     per = spec.trials if spec.is_search else 1
     left = total * per
     print(

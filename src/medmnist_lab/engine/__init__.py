@@ -1,6 +1,7 @@
 """Training engine: recipes, fit(), evaluate(), checkpoints.
 
-Exports are lazy (`medmnist_lab.lazy`): `engine.config` (recipes, RunConfig) needs no torch.
+Exports are lazy (`medmnist_lab.lazy`): importing `engine.config` (the recipes, for `train --help`)
+needs no torch; building a RunConfig does (its validation reads the schedule registry).
 """
 
 from __future__ import annotations

@@ -35,9 +35,15 @@ class EvalResult:
     split: str
     result: SplitResult
     config: RunConfig
+    precision: str = "fp32"  # what the scores were computed in
 
     def to_dict(self) -> dict[str, Any]:
-        return {"checkpoint": str(self.checkpoint), "split": self.split, **self.result.to_dict()}
+        return {
+            "checkpoint": str(self.checkpoint),
+            "split": self.split,
+            "precision": self.precision,
+            **self.result.to_dict(),
+        }
 
 
 def load_model(checkpoint: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -97,7 +103,7 @@ def _evaluate(
         model = model.to(memory_format=torch.channels_last)
     data = load_eval_split(config, info, split)
     result = score_split(predict(model, data, config, dev, scoring, channels_last), data, info)
-    return EvalResult(Path(checkpoint), split, result, config), data
+    return EvalResult(Path(checkpoint), split, result, config, scoring.name), data
 
 
 def save_eval(result: EvalResult) -> Path:

@@ -61,7 +61,9 @@ class RunSummary:
     augment: Any = "none"  # "none" or the policy's describe() dict
     device: str = "cpu"
     precision: str = "fp32"  # training precision
-    score_precision: str = "fp32"  # of the final scores (fp32 unless asked otherwise: the same on every CPU)
+    # Of the final scores: fp32 since scoring became explicit; None in older files, whose final scores
+    # were computed in the training precision (`precision`).
+    score_precision: str | None = None
     channels_last: bool = False
     versions: dict[str, Any] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)

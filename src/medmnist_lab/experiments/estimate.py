@@ -24,11 +24,15 @@ import platform
 import statistics
 import sys
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from medmnist_lab.errors import MedMNISTLabError
 from medmnist_lab.experiments.spec import Cell
 from medmnist_lab.experiments.store import ResultStore
 
@@ -75,6 +79,7 @@ def speed_key(config: Any, threads: int) -> str:
 
     from medmnist_lab.data.registry import get_dataset
     from medmnist_lab.engine.device import resolve_device, resolve_precision
+    from medmnist_lab.models.resnet import default_stem
 
     info = get_dataset(config.dataset, warn_alias=False)
     device = resolve_device(config.device)
@@ -85,6 +90,8 @@ def speed_key(config: Any, threads: int) -> str:
         "device": str(device),
         "model": config.model,
         "width": config.width,
+        "stem": config.stem or default_stem(config.size),
+        "optimizer": config.optimizer,
         "size": config.size,
         "channels": 3 if config.as_rgb else info.n_channels,
         "classes": info.n_classes,
@@ -99,15 +106,43 @@ def speed_key(config: Any, threads: int) -> str:
     return json.dumps(fields, sort_keys=True)
 
 
-def image_counts(config: Any) -> dict[str, int]:
-    from medmnist_lab.data.registry import get_dataset
+def _labels(path: Path, split: str) -> np.ndarray | None:
+    """The labels of one split of an npz file (a few kB, read without its images), or None."""
+    try:
+        with np.load(path) as arrays:
+            return np.asarray(arrays[f"{split}_labels"])
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None  # no local file (yet): the registry's counts stand in
 
-    n = dict(get_dataset(config.dataset, warn_alias=False).n_samples)
-    if config.subset:
-        n["train"] = min(n["train"], config.subset)
-    if config.synthetic_ratio:
-        n["train"] += int(n["train"] * config.synthetic_ratio)
-    return n
+
+def image_counts(config: Any) -> dict[str, int]:
+    """Images per split that a cell trains and scores on: the files' own counts where they are
+    here (a `train_npz`, a subset, synthetic samples added), else the registry's."""
+    from medmnist_lab.data.paths import data_path
+    from medmnist_lab.data.registry import SPLITS, get_dataset
+    from medmnist_lab.experiments import synthetic
+
+    info = get_dataset(config.dataset, warn_alias=False)
+    official = data_path(info, config.size, config.root)
+    counts = dict(info.n_samples)
+    labels = {}
+    for split in SPLITS:
+        path = Path(config.train_npz) if split == "train" and config.train_npz else official
+        labels[split] = _labels(path, split)
+        if labels[split] is not None:
+            counts[split] = len(labels[split])
+    n = counts["train"] = min(counts["train"], config.subset or counts["train"])
+    if synthetic.is_named(config.synthetic):  # class-balancing samples: up to the largest class
+        train = labels["train"]
+        if train is not None and not info.is_multilabel:
+            per_class = np.bincount(train[:n, 0], minlength=info.n_classes)
+            counts["train"] += int(per_class.max() * info.n_classes - n)
+    elif config.synthetic and config.synthetic_ratio:
+        counts["train"] += round(config.synthetic_ratio * n)
+    elif config.synthetic:
+        extra = _labels(Path(config.synthetic), "train")
+        counts["train"] += 0 if extra is None else len(extra)
+    return counts
 
 
 def read_cache() -> dict[str, dict[str, float]]:
@@ -139,16 +174,18 @@ def measure(config: Any, threads: int) -> Speed:
     # the first build would time torch._dynamo's import (~4 s) as part of every cell's setup.
     import medmnist_lab.experiments.preload  # noqa: F401
     from medmnist_lab.data.registry import get_dataset
-    from medmnist_lab.engine.data import load_train_data
     from medmnist_lab.engine.device import SCORE_PRECISION, resolve_precision
     from medmnist_lab.engine.train import build_session, train_one_epoch
+    from medmnist_lab.experiments import synthetic
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         info = get_dataset(config.dataset, warn_alias=False)
-        available = len(load_train_data(replace(config, subset=None), info).labels)  # the file's, not the registry's
-        n = min(available, config.subset or available, config.batch_size * MEASURE_BATCHES)
+        if synthetic.is_named(config.synthetic):  # a GAN the study trains first: time real images
+            config = replace(config, synthetic=None, synthetic_ratio=None)
+        real = image_counts(replace(config, subset=None, synthetic=None, synthetic_ratio=None))["train"]
+        n = min(real, config.subset or real, config.batch_size * MEASURE_BATCHES)
         t0 = time.perf_counter()
         s = build_session(replace(config, subset=n, epochs=max(config.epochs, 2)), info)
         setup = time.perf_counter() - t0
@@ -157,7 +194,8 @@ def measure(config: Any, threads: int) -> Speed:
         warmup = time.perf_counter() - t0
         t0 = time.perf_counter()
         train_one_epoch(s, progress=False)
-        t_train = (time.perf_counter() - t0) / n
+        trained = len(s.train.labels)  # n real images, plus synthetic ones where the cell adds them
+        t_train = (time.perf_counter() - t0) / trained
         val = s.val
         if len(val) > MAX_EVAL_IMAGES:
             val = replace(val, images=val.images[:MAX_EVAL_IMAGES], labels=val.labels[:MAX_EVAL_IMAGES])
@@ -171,7 +209,7 @@ def measure(config: Any, threads: int) -> Speed:
     finally:
         torch.set_num_threads(before)
     # The warm-up epoch's extra time is paid once per cell, like loading the data.
-    return Speed(t_train, t_eval, t_score, setup + max(0.0, warmup - t_train * n))
+    return Speed(t_train, t_eval, t_score, setup + max(0.0, warmup - t_train * trained))
 
 
 def from_study(store: ResultStore | None, threads: int) -> dict[str, Speed]:
@@ -187,6 +225,10 @@ def from_study(store: ResultStore | None, threads: int) -> dict[str, Speed]:
         if not hist.is_file() or not row.seconds:
             continue
         config = RunConfig.from_dict(row.config)
+        try:
+            key = speed_key(config, threads)
+        except MedMNISTLabError:
+            continue  # e.g. a cell that ran on CUDA, read on a CPU-only machine: not this machine's speed
         counts = image_counts(config)
         epochs = [json.loads(line) for line in hist.read_text().splitlines() if line]
         epochs = [e for e in epochs if e.get("images_per_s") and e.get("seconds")]
@@ -195,7 +237,7 @@ def from_study(store: ResultStore | None, threads: int) -> dict[str, Speed]:
         t_train = statistics.median(1 / e["images_per_s"] for e in epochs)
         t_eval = statistics.median(max(0.0, e["seconds"] - counts["train"] * t_train) for e in epochs) / counts["val"]
         rest = max(0.0, row.seconds - sum(e["seconds"] for e in epochs))
-        found.setdefault(speed_key(config, threads), []).append((t_train, t_eval, rest))
+        found.setdefault(key, []).append((t_train, t_eval, rest))
     out = {}
     for key, values in found.items():
         t_train, t_eval, rest = (statistics.median(v[i] for v in values) for i in range(3))

@@ -1,7 +1,8 @@
 """Classifier models: a registry, `create_model()`, ResNet-18/50 and the optional timm family.
 
-Exports are lazy (`medmnist_lab.lazy`); the registry is filled by importing `models.registry`
-(which imports the ResNet and timm entries) on first use.
+Exports are lazy (`medmnist_lab.lazy`); the registry is filled by importing `models.zoo` (the
+ResNet and timm entries) on first use of MODELS or create_model. `models.registry` alone holds
+an empty registry.
 """
 
 from __future__ import annotations
