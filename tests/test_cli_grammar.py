@@ -64,7 +64,8 @@ def test_new_spellings_print_no_notice(capsys) -> None:
     for argv in (
         ["report", "runs", "--out-dir", "site"],
         ["study", "run", "spec.yaml", "--out-dir", "st", "--root", "data"],
-        ["gan", "train", "breastmnist", "--out-dir", "g", "--name", "n", "--resume", "g/n"],
+        ["gan", "train", "breastmnist", "--out-dir", "g", "--name", "n"],
+        ["gan", "train", "--resume", "g/n", "--epochs", "200"],  # with --out-dir/--name it is refused (below)
         [*expand, "--augment-set", "a=1"],
         ["train", "breastmnist", "--set", "ema=0.9", "--augment-set", "rotate=3"],
     ):
@@ -98,6 +99,10 @@ def test_gan_train_out_dir_name_and_resume_dir(capsys, synthetic_root: Path, tmp
     # the new --resume RUN_DIR: the run's own settings (per-class? width? from its checkpoint), more epochs
     rc, out, err = run(capsys, "gan", "train", "--resume", tmp_path / "g", "--epochs", "2", "--no-progress")
     assert rc == 0 and "epochs: 2" in out and not notes(err), err
+    # --out-dir/--name name a new run's folder: not with --resume RUN_DIR, even when they name RUN_DIR
+    argv = ["gan", "train", "breastmnist", "--out-dir", tmp_path, "--name", "g", "--resume", tmp_path / "g"]
+    rc, _, err = run(capsys, *argv, "--epochs", "3", *common)
+    assert rc == 2 and "--out-dir and --name name the folder of a new run" in err, err
     # the old spellings: --out (the folder itself) and a bare --resume, each with its notice
     rc, out, err = run(
         capsys, "gan", "train", "breastmnist", "--out", tmp_path / "g", "--resume", "--epochs", "3", *common
@@ -109,6 +114,33 @@ def test_gan_train_out_dir_name_and_resume_dir(capsys, synthetic_root: Path, tmp
     assert rc == 2 and "--out is the old spelling of --out-dir/--name" in err
     assert not (tmp_path / "h").exists()
     assert yaml.safe_load((tmp_path / "g" / "config.yaml").read_text())["out"] == str(tmp_path / "g")
+
+
+def test_gan_train_resume_then_dataset_is_the_old_bare_resume(
+    capsys, synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread
+) -> None:
+    """`gan train --resume DATASET ...` (the old flag before the positional) resumes the run in the
+    folder the options name, with the one notice of a bare --resume; a real folder wins."""
+    from medmnist_lab.cli.gan import _dataset_named
+
+    monkeypatch.chdir(tmp_path)
+    common = ["--root", synthetic_root, *GAN_TINY]
+    rc, _, err = run(capsys, "gan", "train", "breastmnist", "--epochs", "1", *common)
+    assert rc == 0 and not notes(err), err
+    rc, out, err = run(capsys, "gan", "train", "--resume", "BreastMNIST", "--epochs", "2", *common)
+    assert rc == 0 and "epochs: 2" in out, err
+    assert notes(err) == [
+        "note: --resume without a folder is deprecated and will be removed in the next release; "
+        f"use --resume {Path('runs/gan/breastmnist-28px-conditional-seed0')}"
+    ]
+    assert _dataset_named(Path("OrganMNIST_Axial")) == "OrganMNIST_Axial"  # v1 aliases, any case
+    assert _dataset_named(Path("nosuch")) is None and _dataset_named(Path("runs/breastmnist")) is None
+    rc, _, err = run(capsys, "gan", "train", "dermamnist", "--resume", "breastmnist", *common)
+    assert rc == 2 and "--resume breastmnist is no run folder but a dataset, and DATASET dermamnist" in err, err
+    (tmp_path / "dermamnist").mkdir()  # a folder of that name is RUN_DIR
+    rc, _, err = run(capsys, "gan", "train", "--resume", "dermamnist", *common)
+    assert rc == 2 and f"{Path('dermamnist/last.pt')} does not exist; nothing to resume" in err, err
+    assert not notes(err)
 
 
 def test_gan_sample_into_a_new_folder(capsys, synthetic_root: Path, tmp_path: Path, one_thread) -> None:

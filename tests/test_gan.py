@@ -458,6 +458,38 @@ def test_cli_train_and_sample(unbalanced_root: Path, tmp_path: Path, capsys: pyt
     assert exc.value.code == 2
 
 
+def test_cli_resume_applies_options_given_with_their_default_value(
+    synthetic_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """--resume RUN_DIR takes the run's config and applies every option given, also one whose value
+    is the parser's default (100 epochs, a grid every 10): given, not different from a default."""
+    tiny = ["--width", "4", "--nz", "8", "--batch-size", "16", "--no-progress"]
+    first = ["--epochs", "1", "--lr", "0.001", "--sample-every", "100", "--checkpoint-every", "100"]
+    argv = ["gan", "train", "breastmnist", *first, "--out-dir", str(tmp_path), "--name", "r"]
+    assert main([*argv, "--root", str(synthetic_root), *tiny]) == 0
+    run_dir = tmp_path / "r"
+    capsys.readouterr()
+    # a setting that may not change on resume is refused by name, also when given with its default value
+    assert main(["gan", "train", "--resume", str(run_dir), "--lr", "0.0002", "--epochs", "2"]) == 2
+    assert "lr=0.001 in the checkpoint vs 0.0002 now" in capsys.readouterr().err
+    # --epochs 100 and --sample-every 10 are the defaults, and the run's 1 and 100 change to them
+    argv = ["gan", "train", "--resume", str(run_dir), "--epochs", "100", "--sample-every", "10", "--no-progress"]
+    assert main(argv) == 0
+    assert "epochs: 100" in capsys.readouterr().out
+    assert GANRunSummary.read(run_dir).epochs == 100
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert (config["epochs"], config["sample_every"], config["lr"], config["width"]) == (100, 10, 0.001, 4)
+    assert (run_dir / "samples" / "epoch_0009.png").is_file()
+
+
+def test_cli_defaults_are_gan_config_defaults() -> None:
+    from medmnist_lab.cli.gan import AMP_CHOICES, AMP_DEFAULT, CONFIG_DEFAULTS
+
+    defaults = {f.name: f.default for f in dataclasses.fields(GANConfig)}
+    assert {k: defaults[k] for k in CONFIG_DEFAULTS} == CONFIG_DEFAULTS
+    assert AMP_CHOICES[AMP_DEFAULT] == defaults["amp"]
+
+
 # --- quality ---------------------------------------------------------------------------------
 
 

@@ -32,24 +32,29 @@ _positive_float = number(0, lo_open=True)
 AMP_CHOICES = {"on": True, "off": False, "auto": None}
 
 
-# Options that are GANConfig fields of the same name. With --resume RUN_DIR the run's own config is
-# the starting point and only options that differ from GANConfig's defaults change it (a change
-# that may not change on resume is refused by train_gan, naming the setting).
-CONFIG_OPTIONS = (
-    "mode",
-    "size",
-    "epochs",
-    "batch_size",
-    "width",
-    "nz",
-    "lr",
-    "beta1",
-    "loss",
-    "seed",
-    "sample_every",
-    "checkpoint_every",
-    "device",
-)
+# Options that are GANConfig fields of the same name, with their defaults (GANConfig's; restated so
+# that building the parser does not import the GAN code; tests/test_gan.py asserts they are equal).
+# The parser's defaults are None, so a given option is told from an absent one even when its value
+# is the default: a new run fills the absent ones with these; with --resume RUN_DIR the run's own
+# config is the starting point and every given option changes it (one that may not change on
+# resume is refused by train_gan, naming the setting).
+CONFIG_DEFAULTS: dict[str, object] = {
+    "mode": "conditional",
+    "size": 28,
+    "epochs": 100,
+    "batch_size": 64,
+    "width": 64,
+    "nz": 100,
+    "lr": 2e-4,
+    "beta1": 0.5,
+    "loss": "bce",
+    "seed": 0,
+    "sample_every": 10,
+    "checkpoint_every": 5,
+    "device": "auto",
+}
+CONFIG_OPTIONS = tuple(CONFIG_DEFAULTS)
+AMP_DEFAULT = "off"
 RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 
 
@@ -69,8 +74,9 @@ def _new_run_folder(args: argparse.Namespace, cfg) -> Path | None:
 
 
 def _resumed_config(folder: Path, args: argparse.Namespace, options: dict):
-    """The config of the run in `folder` (its last.pt), with the options given on the command line."""
-    from dataclasses import fields, replace
+    """The config of the run in `folder` (its last.pt), changed by `options`, those given on the
+    command line (and DATASET, if given: it must be the run's)."""
+    from dataclasses import replace
 
     from medmnist_lab.gan.checkpoint import load_checkpoint
     from medmnist_lab.gan.config import GANConfig
@@ -83,11 +89,24 @@ def _resumed_config(folder: Path, args: argparse.Namespace, options: dict):
     if not last.is_file():
         raise MedMNISTLabError(f"--resume {folder}: {last} does not exist; nothing to resume")
     saved = GANConfig.from_dict(load_checkpoint(last)["config"])
-    defaults = {f.name: f.default for f in fields(GANConfig)}
-    changes = {k: v for k, v in options.items() if v != defaults[k]}
+    changes = dict(options)  # every option given, even with its default value
     if args.dataset is not None:
         changes["dataset"] = args.dataset
     return replace(saved, **changes)
+
+
+def _dataset_named(path: Path) -> str | None:
+    """`path` as a dataset name (v2 flag or v1 alias, any case) when it is one and no such file or
+    folder exists: `gan train --resume breastmnist ...` is the old bare --resume before DATASET."""
+    from medmnist_lab.data.registry import get_dataset
+
+    if path.exists() or len(path.parts) != 1:
+        return None
+    try:
+        get_dataset(str(path), warn_alias=False)
+    except MedMNISTLabError:
+        return None
+    return str(path)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -97,15 +116,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     from medmnist_lab.gan.train import train_gan
     from medmnist_lab.outputs import check_output_dir
 
-    options = {k: getattr(args, k) for k in CONFIG_OPTIONS}
-    options.update(root=args.root, amp=AMP_CHOICES[args.amp])
+    # The config options given on the command line (None: not given, the parser's defaults), so that
+    # --resume RUN_DIR applies exactly these, a default value included.
+    options = {k: v for k in (*CONFIG_OPTIONS, "root") if (v := getattr(args, k)) is not None}
+    if args.amp is not None:
+        options["amp"] = AMP_CHOICES[args.amp]  # "auto" is None in GANConfig, so not the sentinel
     resume: bool | Path | None = args.resume
+    if isinstance(resume, Path) and (name := _dataset_named(resume)) is not None:
+        if args.dataset is not None:
+            raise MedMNISTLabError(
+                f"--resume {resume} is no run folder but a dataset, and DATASET {args.dataset} is given too; "
+                "give --resume RUN_DIR, or one dataset"
+            )
+        args.dataset, resume = name, True  # the old `--resume DATASET` order: a bare --resume, then DATASET
     if isinstance(resume, Path):
         cfg = _resumed_config(resume, args, options)
     else:
         if args.dataset is None:
             raise MedMNISTLabError("give a DATASET to train on (or --resume RUN_DIR); see `medmnist-lab datasets list`")
-        cfg = GANConfig(dataset=args.dataset, **options)
+        cfg = GANConfig(dataset=args.dataset, **{**CONFIG_DEFAULTS, "amp": AMP_CHOICES[AMP_DEFAULT], **options})
         folder = _new_run_folder(args, cfg)
         if folder is not None:
             cfg = replace(cfg, out=str(check_output_dir(folder, what="run folder")))
@@ -257,6 +286,12 @@ examples:
 """
 
 
+def _config_option(p: argparse.ArgumentParser, flag: str, help: str, **kw) -> None:
+    """An option that is a GANConfig field: parser default None (not given), its default in the help."""
+    default = CONFIG_DEFAULTS[flag[2:].replace("-", "_")]
+    p.add_argument(flag, default=None, help=f"{help} (default: {default})", **kw)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     _, group = add_group(sub, "gan", "train DCGANs, sample synthetic training data, measure its quality")
 
@@ -268,17 +303,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         nargs="?",
         help="dataset flag, e.g. breastmnist (single-label datasets only; not needed with --resume)",
     )
-    p.add_argument("--mode", default="conditional", help="per-class or conditional")
-    p.add_argument("--size", type=int, choices=GAN_SIZES, default=28, help="image size in pixels")
-    p.add_argument("--epochs", type=positive_int, default=100, help="total epochs (with --resume: train up to this)")
-    p.add_argument("--batch-size", type=positive_int, default=64, help="training batch size")
-    p.add_argument("--width", type=positive_int, default=64, help="channels of the largest hidden map (DCGAN ngf/ndf)")
-    p.add_argument("--nz", type=positive_int, default=100, help="length of the noise vector z")
-    p.add_argument("--lr", type=_positive_float, default=2e-4, help="Adam learning rate (the paper's)")
-    p.add_argument("--beta1", type=number(0, 1, hi_open=True), default=0.5, help="Adam beta1 in [0, 1) (the paper's)")
-    p.add_argument("--loss", default="bce", help="bce (non-saturating, the paper's) or hinge")
-    p.add_argument("--sample-every", type=positive_int, default=10, help="save a sample grid every N epochs")
-    p.add_argument("--checkpoint-every", type=positive_int, default=5, help="write last.pt every N epochs")
+    _config_option(p, "--mode", "per-class or conditional")
+    _config_option(p, "--size", "image size in pixels", type=int, choices=GAN_SIZES)
+    _config_option(p, "--epochs", "total epochs (with --resume: train up to this)", type=positive_int)
+    _config_option(p, "--batch-size", "training batch size", type=positive_int)
+    _config_option(p, "--width", "channels of the largest hidden map (DCGAN ngf/ndf)", type=positive_int)
+    _config_option(p, "--nz", "length of the noise vector z", type=positive_int)
+    _config_option(p, "--lr", "Adam learning rate (the paper's)", type=_positive_float)
+    _config_option(p, "--beta1", "Adam beta1 in [0, 1) (the paper's)", type=number(0, 1, hi_open=True))
+    _config_option(p, "--loss", "bce (non-saturating, the paper's) or hinge")
+    _config_option(p, "--sample-every", "save a sample grid every N epochs", type=positive_int)
+    _config_option(p, "--checkpoint-every", "write last.pt every N epochs", type=positive_int)
     p.add_argument("--out-dir", type=Path, default=None, help="folder holding run folders (default runs/gan)")
     p.add_argument("--name", default=None, help="run folder name (default: {dataset}-{size}px-{mode}-seed{seed})")
     add_alias(p, "--out", dest="out", use="--out-dir DIR --name NAME", metavar="RUN_DIR", type=Path, default=None)
@@ -289,16 +324,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         const=True,
         default=None,
         metavar="RUN_DIR",
-        help="continue the run in RUN_DIR from its last.pt (its settings; give --epochs N to train up to N); "
-        "without RUN_DIR (deprecated): the run --out-dir/--name name",
+        help="continue the run in RUN_DIR from its last.pt (its settings, changed by the options given: "
+        "--epochs N trains up to N); without RUN_DIR (deprecated): the run --out-dir/--name name",
     )
-    p.add_argument("--seed", type=seed_int, default=0, help="seed of the weights, the batches and the noise")
-    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    _config_option(p, "--seed", "seed of the weights, the batches and the noise", type=seed_int)
+    _config_option(p, "--device", DEVICE_HELP)
     p.add_argument(
         "--amp",
         choices=tuple(AMP_CHOICES),
-        default="off",
-        help="mixed precision (auto: the engine's choice, bf16/fp16 where safe); off by default for GANs",
+        default=None,
+        help=f"mixed precision (auto: the engine's choice, bf16/fp16 where safe); {AMP_DEFAULT} by default for GANs",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     add_root(p)
