@@ -75,7 +75,7 @@ def test_expansion_include_exclude_and_hash_identity(synthetic_root, tmp_path):
 
 def test_overrides_replace_axes():
     spec = load_spec("resnet18-vs-50")
-    assert len(expand_points(spec)) == 12 * 2 * 3
+    assert len(expand_points(spec)) == 12 * 2 * 5
     small = apply_overrides(spec, parse_set(["epochs=1", "model=resnet50", "lr=1e-3"]), ["breastmnist"], [0, 1])
     assert small.base["epochs"] == 1 and small.base["model"] == "resnet50" and "model" not in small.axes
     assert small.axes["dataset"] == ["breastmnist"] and small.axes["seed"] == [0, 1]
