@@ -2,7 +2,7 @@
 
 For each command, each tree: wall seconds of the whole process (median of --reps, runs interleaved
 so that machine noise hits both trees alike), and from `python -X importtime` of one run the
-whether torch was imported at all.
+seconds of all top-level imports and whether torch was imported at all.
 
     git worktree add /tmp/before COMMIT
     MEDMNIST_ROOT=../shared/data/medmnist python benchmarks/startup.py --tree before=/tmp/before/src --tree after=src
@@ -40,6 +40,17 @@ def run(src: str, argv: list[str], importtime: bool = False) -> tuple[float, str
     return wall, proc.stderr
 
 
+def import_seconds(stderr: str) -> float:
+    """Cumulative seconds of the top-level imports in `python -X importtime` output."""
+    total = 0
+    for line in stderr.splitlines():
+        if line.startswith("import time:") and line.count("|") == 2:
+            _, cumulative, name = line.split("|")
+            if cumulative.strip().isdigit() and not name.startswith("  "):  # indented: nested imports
+                total += int(cumulative)
+    return total / 1e6
+
+
 def imports_torch(stderr: str) -> bool:
     """Whether `python -X importtime` output lists the torch package."""
     return any(
@@ -54,8 +65,9 @@ def main() -> None:
     args = ap.parse_args()
     trees = dict(t.split("=", 1) for t in args.tree)
     print(f"# {platform.processor() or platform.machine()}, python {platform.python_version()}, reps {args.reps}")
-    print("| command | " + " | ".join(f"{label}: wall s (median) | {label}: torch imported" for label in trees) + " |")
-    print("|---" * (1 + 2 * len(trees)) + "|")
+    head = " | ".join(f"{label}: wall s (median) | {label}: imports s | {label}: torch" for label in trees)
+    print(f"| command | {head} |")
+    print("|---" * (1 + 3 * len(trees)) + "|")
     for argv in COMMANDS:
         walls: dict[str, list[float]] = {label: [] for label in trees}
         for _ in range(args.reps):
@@ -63,8 +75,9 @@ def main() -> None:
                 walls[label].append(run(src, argv)[0])
         cells = []
         for label, src in trees.items():
-            torch = imports_torch(run(src, argv, importtime=True)[1])
-            cells += [f"{statistics.median(walls[label]):.2f}", "yes" if torch else "no"]
+            stderr = run(src, argv, importtime=True)[1]
+            cells += [f"{statistics.median(walls[label]):.2f}", f"{import_seconds(stderr):.2f}"]
+            cells.append("yes" if imports_torch(stderr) else "no")
         print(f"| `medmnist-lab {' '.join(argv)}` | " + " | ".join(cells) + " |")
 
 
