@@ -14,7 +14,6 @@ torchvision's resnet18 with the CIFAR stem (3x3 stride-1 conv, no max-pool).
 from __future__ import annotations
 
 import argparse
-import platform
 import random
 import statistics
 import time
@@ -23,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from medmnist_lab.augment import POLICIES, build_augment
-from medmnist_lab.engine.device import autocast, resolve_precision
+from medmnist_lab.engine.device import autocast, cpu_name, resolve_precision
 
 
 def make_model(channels: int, classes: int, size: int) -> tuple[torch.nn.Module, str]:
@@ -37,17 +36,6 @@ def make_model(channels: int, classes: int, size: int) -> tuple[torch.nn.Module,
         model.maxpool = torch.nn.Identity()
         return model, "torchvision resnet18, CIFAR stem"
     return create_model("resnet18", channels, classes, size), "medmnist_lab create_model('resnet18')"
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from medmnist_lab.engine.device import cpu_has_bf16
+from medmnist_lab.engine.device import cpu_has_bf16, cpu_name
 from medmnist_lab.experiments.backends import BackendOptions
-from medmnist_lab.experiments.estimate import CACHE_ENV, cpu_name, estimate
+from medmnist_lab.experiments.estimate import CACHE_ENV, estimate
 from medmnist_lab.experiments.runner import plan, run_study
 from medmnist_lab.experiments.spec import apply_overrides, load_spec, parse_set
 from medmnist_lab.experiments.store import ResultStore

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 import time
@@ -33,13 +32,7 @@ from medmnist_lab.deploy.export import export_model
 from medmnist_lab.deploy.predict import predict_files
 from medmnist_lab.deploy.predictor import Predictor
 from medmnist_lab.engine import fit, resolve_config
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
+from medmnist_lab.engine.device import cpu_name
 
 
 def median_ms(fn, iters: int) -> float:
@@ -70,7 +63,7 @@ def main() -> None:
             Image.fromarray(image[0].numpy()).save(pngs / f"{n:05d}.png")
             n += 1
     results: dict = {
-        "cpu": cpu_model(),
+        "cpu": cpu_name(),
         "threads": args.threads,
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import platform
 from dataclasses import dataclass
 from functools import cache
 
@@ -32,6 +33,19 @@ def resolve_device(name: str) -> torch.device:
             "--device mps was asked for, but Apple MPS is not available here; use --device cpu or auto"
         )
     return torch.device(name)
+
+
+@cache
+def cpu_name() -> str:
+    """The CPU model as /proc/cpuinfo names it (benchmarks and the speed cache record it)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 @cache

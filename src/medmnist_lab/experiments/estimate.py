@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -62,23 +61,12 @@ def cache_path() -> Path:
     return Path(folder) / "speeds.json"
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def speed_key(config: Any, threads: int) -> str:
     """What a step's speed depends on; one cache entry per distinct key."""
     import torch
 
     from medmnist_lab.data.registry import get_dataset
-    from medmnist_lab.engine.device import resolve_device, resolve_precision
+    from medmnist_lab.engine.device import cpu_name, resolve_device, resolve_precision
     from medmnist_lab.models.resnet import default_stem
 
     info = get_dataset(config.dataset, warn_alias=False)
