@@ -75,6 +75,8 @@ def main() -> None:
             est, got = estimates[cell.hash][0], measured[cell.hash]
             ratios.append(est / got)
             print(f"| {label} | {cell.label} | {est:.1f} | {got:.1f} | {est / got:.2f} |", flush=True)
+        est, got = sum(estimates[c.hash][0] for c in cells), sum(measured[c.hash] for c in cells)
+        print(f"| {label} | **the study** ({len(cells)} cells) | {est:.1f} | {got:.1f} | {est / got:.2f} |", flush=True)
     print(
         f"\nestimate / measured over {len(ratios)} cells: median {statistics.median(ratios):.2f}, "
         f"range {min(ratios):.2f}-{max(ratios):.2f}; within +-30%: {sum(0.7 <= r <= 1.3 for r in ratios)}"
