@@ -123,6 +123,9 @@ def test_a_relative_root_is_made_absolute_at_start_up(
     absolute_roots(args)
     assert os.environ["MEDMNIST_ROOT"] == str(synthetic_root)
     assert args.root == str(synthetic_root)
+    sets = build_parser().parse_args(["study", "run", "s.yaml", "--set", f"root={synthetic_root.name}"])
+    absolute_roots(sets)
+    assert sets.set == [f'root="{synthetic_root}"']  # --set root=DIR is the same setting
     monkeypatch.chdir(tmp_path)  # a later change of directory changes nothing
     from medmnist_lab.data.paths import resolve_root
 

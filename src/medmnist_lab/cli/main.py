@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
 import tempfile
@@ -94,6 +95,13 @@ def absolute_roots(args: argparse.Namespace) -> None:
     root = getattr(args, "root", None)
     if root is not None and str(root) != "":
         args.root = type(root)(os.path.abspath(os.path.expanduser(os.fspath(root))))
+    sets = getattr(args, "set", None)
+    if isinstance(sets, list):  # --set root=DIR (train, study run) is the same setting
+        for i, item in enumerate(sets):
+            key, sep, value = item.partition("=")
+            value = value.strip().strip("'\"")
+            if key.strip() == "root" and sep and value and value != "null" and not os.path.isabs(value):
+                sets[i] = f"root={json.dumps(os.path.abspath(os.path.expanduser(value)))}"  # JSON: valid YAML
 
 
 def main(argv: Sequence[str] | None = None) -> int:
