@@ -76,7 +76,7 @@ def signatures(dataset: str, recipe: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 def summarize(out: Path, recipe: str) -> list[dict[str, Any]]:
-    from medmnist_lab.experiments.store import ResultStore
+    from medmnist_lab.studies.store import ResultStore
 
     with ResultStore(out, create=False) as store:
         rows = store.rows(["done"])

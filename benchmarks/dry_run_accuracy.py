@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 
 from medmnist_lab.engine.device import cpu_has_bf16, cpu_name
-from medmnist_lab.experiments.backends import BackendOptions
-from medmnist_lab.experiments.estimate import CACHE_ENV, estimate
-from medmnist_lab.experiments.runner import plan, run_study
-from medmnist_lab.experiments.spec import apply_overrides, load_spec, parse_set
-from medmnist_lab.experiments.store import ResultStore
+from medmnist_lab.studies.backends import BackendOptions
+from medmnist_lab.studies.estimate import CACHE_ENV, estimate
+from medmnist_lab.studies.runner import plan, run_study
+from medmnist_lab.studies.spec import apply_overrides, load_spec, parse_set
+from medmnist_lab.studies.store import ResultStore
 
 TINY = ["width=8", "epochs=3"]
 # (label, built-in study, datasets, sets, axes restricted to these values)

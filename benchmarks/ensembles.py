@@ -38,7 +38,7 @@ def groups(seeds: list[int], k: int) -> list[list[int]]:
 
 def checkpoints(out: Path, recipe: str, dataset: str) -> dict[int, Path]:
     """seed -> best.pt of the finished runs of `recipe` on `dataset` in the study at `out`."""
-    from medmnist_lab.experiments.store import ResultStore
+    from medmnist_lab.studies.store import ResultStore
 
     with ResultStore(out, create=False) as store:
         rows = store.rows(["done"])

@@ -80,7 +80,7 @@ def child(root: str, width: int, batch: int, steps: int) -> None:
 
     from medmnist_lab.data.registry import get_dataset
     from medmnist_lab.engine.config import resolve_config
-    from medmnist_lab.engine.evaluation import predict
+    from medmnist_lab.engine.inference import predict
     from medmnist_lab.engine.schedule import build_optimizer
     from medmnist_lab.engine.tasks import task_loss
     from medmnist_lab.engine.train import build_model, build_session

@@ -62,7 +62,7 @@ def main() -> None:
 
 
 def _counts(study: Path) -> dict[str, int]:
-    from medmnist_lab.experiments.store import ResultStore
+    from medmnist_lab.studies.store import ResultStore
 
     with ResultStore(study, create=False) as store:
         return store.counts()

@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 
 from medmnist_lab.engine import fit
-from medmnist_lab.experiments.backends import BackendOptions
-from medmnist_lab.experiments.runner import run_study
-from medmnist_lab.experiments.spec import expand, parse_spec
+from medmnist_lab.studies.backends import BackendOptions
+from medmnist_lab.studies.runner import run_study
+from medmnist_lab.studies.spec import expand, parse_spec
 
 
 def spec(cells: int, backend: str):

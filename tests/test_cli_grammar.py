@@ -176,7 +176,7 @@ def test_train_set_end_to_end(capsys, synthetic_root: Path, tmp_path: Path, one_
 
 def test_study_root_is_set_root_and_changes_no_hash(capsys, synthetic_root: Path, tmp_path: Path) -> None:
     from medmnist_lab.cli.study import _spec_from_args
-    from medmnist_lab.experiments.spec import expand
+    from medmnist_lab.studies.spec import expand
 
     spec = tmp_path / "s.yaml"
     spec.write_text("name: s\nbase: {dataset: breastmnist, epochs: 1, width: 4}\naxes: {seed: [0, 1]}\n")

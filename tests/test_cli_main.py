@@ -14,7 +14,7 @@ def _boom() -> list[str]:
 
 
 def test_unexpected_error_is_one_line_and_a_log_file(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr("medmnist_lab.experiments.spec.builtin_names", _boom)
+    monkeypatch.setattr("medmnist_lab.studies.spec.builtin_names", _boom)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     assert main(["study", "list"]) == 1
     err = capsys.readouterr().err
@@ -27,7 +27,7 @@ def test_unexpected_error_is_one_line_and_a_log_file(monkeypatch, tmp_path, caps
 
 
 def test_debug_shows_the_traceback(monkeypatch, tmp_path):
-    monkeypatch.setattr("medmnist_lab.experiments.spec.builtin_names", _boom)
+    monkeypatch.setattr("medmnist_lab.studies.spec.builtin_names", _boom)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     with pytest.raises(RuntimeError, match="boom"):
         main(["--debug", "study", "list"])

@@ -17,6 +17,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from medmnist_lab.cli.main import main
 from medmnist_lab.data import load_split
+from medmnist_lab.deploy.card import write_model_card
 from medmnist_lab.deploy.export import export_model, read_torchscript_info
 from medmnist_lab.deploy.images import InputSpec, Unreadable, conform, read_dicom, read_inputs
 from medmnist_lab.deploy.predictor import Predictor
@@ -43,7 +44,7 @@ def breast_run(real_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("deploy")
     cfg = resolve_config("breastmnist", root=str(real_root), out_dir=str(out), name="r", epochs=2, **TINY)
-    return fit(cfg, progress=False).run_dir
+    return fit(cfg, progress=False, on_finish=write_model_card).run_dir
 
 
 @pytest.fixture(scope="module")

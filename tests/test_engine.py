@@ -447,7 +447,7 @@ def test_ema_and_tta_runs_are_scored_as_evaluate_scores_them_and_resume_exactly(
     evaluate/predict/export use them); the trained weights ride along for resuming. TTA: val and
     test are scored on each image and its mirror, in fit and in evaluate alike."""
     from medmnist_lab.engine.device import Precision
-    from medmnist_lab.engine.evaluation import predict
+    from medmnist_lab.engine.inference import predict
 
     cfg = tiny_config("breastmnist", synthetic_root, tmp_path, name="full", epochs=3, ema=0.9, tta=True)
     full = fit(cfg, progress=False)
@@ -468,7 +468,7 @@ def test_ema_and_tta_runs_are_scored_as_evaluate_scores_them_and_resume_exactly(
     assert metrics_of(resumed.summary) == metrics_of(full.summary)
     # TTA is the average of the two views' logits
     from medmnist_lab.data import load_split
-    from medmnist_lab.engine.api import load_model
+    from medmnist_lab.engine.scoring import load_model
 
     model, _ = load_model(full.run_dir / "best.pt")
     data = load_split("breastmnist", "test", 28, synthetic_root)
@@ -480,7 +480,7 @@ def test_ema_and_tta_runs_are_scored_as_evaluate_scores_them_and_resume_exactly(
 
 
 def test_fields_added_later_keep_the_hashes_of_existing_study_cells():
-    from medmnist_lab.experiments.spec import cell_hash
+    from medmnist_lab.studies.spec import cell_hash
 
     config = tiny_config("breastmnist", Path("/data"), Path("/out")).to_dict()
     before = {k: v for k, v in config.items() if k not in ("ema", "tta")}  # a config of the first engine

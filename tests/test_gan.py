@@ -28,7 +28,8 @@ from medmnist_lab.gan.quality import (
     memorization,
     precision_recall,
 )
-from medmnist_lab.gan.records import (
+from medmnist_lab.gan.sampling import load_gan, proportional_counts, resolve_counts, sample, sample_to_npz
+from medmnist_lab.gan.summaries import (
     CASResult,
     DiversityReport,
     FeatureExtractorInfo,
@@ -39,7 +40,6 @@ from medmnist_lab.gan.records import (
     MemorizationReport,
     PrecisionRecall,
 )
-from medmnist_lab.gan.sampling import load_gan, proportional_counts, resolve_counts, sample, sample_to_npz
 from medmnist_lab.gan.train import train_gan
 from synthetic import make_arrays
 

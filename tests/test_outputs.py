@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from medmnist_lab.data.paths import dataset_files
 from medmnist_lab.memory import MemoryEstimateError, available_bytes, check_fits
 from medmnist_lab.outputs import (
     OutputError,
@@ -47,9 +48,9 @@ def test_a_dataset_file_of_the_root_is_never_an_output(tmp_path: Path) -> None:
         if name.startswith("breast"):
             (root / name).write_bytes(b"data")
         with pytest.raises(OutputError, match="never written or overwritten"):
-            check_output_file(root / name, overwrite=True, root=root)
+            check_output_file(root / name, overwrite=True, protected=dataset_files(root))
     assert (root / "breastmnist.npz").read_bytes() == b"data"
-    assert check_output_file(root / "mine.npz", root=root) == root / "mine.npz"
+    assert check_output_file(root / "mine.npz", protected=dataset_files(root)) == root / "mine.npz"
 
 
 def test_output_dir_checks(tmp_path: Path) -> None:

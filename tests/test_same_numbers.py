@@ -85,12 +85,12 @@ def test_builtin_names_restated_for_the_parser_match_the_engine() -> None:
     from medmnist_lab.cli.common import MODEL_NAMES, PRECISION_CHOICES
     from medmnist_lab.cli.results import FORMATS
     from medmnist_lab.engine.config import PRECISIONS
-    from medmnist_lab.experiments import tables
     from medmnist_lab.models import MODELS
+    from medmnist_lab.studies import table_format
 
     assert tuple(MODELS.names()) == MODEL_NAMES
     assert PRECISION_CHOICES == PRECISIONS
-    assert FORMATS == tables.FORMATS
+    assert FORMATS == table_format.FORMATS
 
 
 def test_help_version_and_listings_import_no_torch(synthetic_root: Path) -> None:
@@ -205,7 +205,7 @@ def test_a_config_saved_before_precision_existed_loads_and_resumes(tiny_run: Pat
     config = RunConfig.from_dict(old)
     assert config.precision == "auto" and config.amp is False
     assert device_mod.resolve_precision(torch.device("cpu"), config.amp, config.precision).name == "fp32"
-    from medmnist_lab.experiments.spec import cell_hash
+    from medmnist_lab.studies.spec import cell_hash
 
     assert cell_hash(config.to_dict()) == cell_hash(old)  # the new field at its default leaves hashes alone
 
@@ -216,7 +216,7 @@ def test_study_precision_replaces_the_specs_amp(synthetic_root: Path, tmp_path: 
     import yaml
 
     from medmnist_lab.cli.study import _spec_from_args
-    from medmnist_lab.experiments.runner import plan
+    from medmnist_lab.studies.runner import plan
 
     spec = tmp_path / "s.yaml"
     base = {"root": str(synthetic_root), "epochs": 1, "width": 4, "amp": False}
@@ -229,7 +229,7 @@ def test_study_precision_replaces_the_specs_amp(synthetic_root: Path, tmp_path: 
 
 
 def test_image_counts_follow_the_files_subsets_and_synthetic_samples(synthetic_root: Path, tmp_path: Path) -> None:
-    from medmnist_lab.experiments.estimate import image_counts
+    from medmnist_lab.studies.estimate import image_counts
 
     with np.load(synthetic_root / "breastmnist.npz") as z:
         n = {s: len(z[f"{s}_labels"]) for s in ("train", "val", "test")}

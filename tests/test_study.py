@@ -17,11 +17,11 @@ from medmnist_lab.cli.main import main
 from medmnist_lab.engine import fit, resolve_config
 from medmnist_lab.engine.summary import RunSummary
 from medmnist_lab.errors import MedMNISTLabError
-from medmnist_lab.experiments.backends import BackendOptions
-from medmnist_lab.experiments.runner import run_study
-from medmnist_lab.experiments.spec import apply_overrides, cell_hash, expand, load_spec, parse_set, parse_spec
-from medmnist_lab.experiments.store import ResultStore
-from medmnist_lab.experiments.worker import CellTask, run_cell
+from medmnist_lab.studies.backends import BackendOptions
+from medmnist_lab.studies.runner import run_study
+from medmnist_lab.studies.spec import apply_overrides, cell_hash, expand, load_spec, parse_set, parse_spec
+from medmnist_lab.studies.store import ResultStore
+from medmnist_lab.studies.worker import CellTask, run_cell
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TINY = {"epochs": 2, "width": 4, "amp": False}
@@ -87,7 +87,7 @@ def test_overrides_replace_axes():
 
 
 def expand_points(spec):
-    from medmnist_lab.experiments.spec import grid_points
+    from medmnist_lab.studies.spec import grid_points
 
     return grid_points(spec)
 
@@ -358,7 +358,7 @@ def test_cli_keep_choices_match_the_engine():
 
 def test_median_curve_needs_five_finished_trials_and_takes_per_epoch_medians(synthetic_root, tmp_path):
     pytest.importorskip("optuna")
-    from medmnist_lab.experiments.search import STARTUP_TRIALS, plan_searches
+    from medmnist_lab.studies.search import STARTUP_TRIALS, plan_searches
 
     spec = parse_spec(
         tiny_spec(synthetic_root, axes={"dataset": ["breastmnist"], "lr": {"log_uniform": [1e-4, 1e-1]}}, trials=9)

@@ -16,13 +16,14 @@ from scipy import stats as st
 from sklearn.metrics import roc_auc_score
 
 from medmnist_lab.errors import MedMNISTLabError
-from medmnist_lab.experiments import tables
-from medmnist_lab.experiments.records import ResultRow
-from medmnist_lab.experiments.references import REFERENCES, get_reference
-from medmnist_lab.experiments.tables import best_trial, build_table, compute_table, default_group_by
 from medmnist_lab.metrics.official import Metrics
+from medmnist_lab.metrics.references import REFERENCES, get_reference
 from medmnist_lab.metrics.stats import delong_test, format_p, paired_difference, summarize
 from medmnist_lab.metrics.submission import write_submission
+from medmnist_lab.studies import tables
+from medmnist_lab.studies.rows import ResultRow
+from medmnist_lab.studies.table_format import build_table
+from medmnist_lab.studies.tables import best_trial, compute_table, default_group_by
 
 TEST_AUC = {  # (model, seed) -> test AUC; resnet50 gains about +0.02 on every seed
     ("resnet18", 0): 0.900,
@@ -442,7 +443,7 @@ def test_reference_tables_cover_every_dataset() -> None:
 
 
 def test_reference_csvs_are_package_data_with_their_source_header() -> None:
-    folder = resources.files("medmnist_lab.experiments") / "reference"
+    folder = resources.files("medmnist_lab.metrics") / "reference"
     for name in ("medmnist_v2_benchmark.csv", "medmnist_plus_acc.csv", "seed_results.csv"):
         first = (folder / name).read_text("utf-8").splitlines()[0]
         assert first.startswith("# ")
@@ -490,7 +491,7 @@ def test_official_script_reference_is_the_mean_of_its_runs() -> None:
     from importlib import resources
 
     table = get_reference("official-script")
-    text = (resources.files("medmnist_lab.experiments") / "reference" / "official_script_runs.csv").read_text()
+    text = (resources.files("medmnist_lab.metrics") / "reference" / "official_script_runs.csv").read_text()
     rows = list(csv.DictReader(io.StringIO("\n".join(line for line in text.splitlines() if not line.startswith("#")))))
     breast = [r for r in rows if r["dataset"] == "breastmnist"]
     assert breast, "the official script's BreastMNIST runs"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from medmnist_lab.errors import MedMNISTLabError
@@ -27,15 +27,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 class OutputError(MedMNISTLabError):
     """An output path that cannot or must not be written."""
-
-
-def dataset_files(root: str | os.PathLike[str] | None = None) -> set[Path]:
-    """Resolved paths of every registry file (all datasets, all sizes) under the data root."""
-    from medmnist_lab.data.paths import resolve_root
-    from medmnist_lab.data.registry import list_datasets
-
-    base = resolve_root(root).resolve()
-    return {base / info.filename(size) for info in list_datasets() for size in info.sizes}
 
 
 def _creatable_folder(folder: Path, what: str, path: Path) -> None:
@@ -55,14 +46,15 @@ def check_output_file(
     *,
     overwrite: bool = False,
     suffixes: tuple[str, ...] = (),
-    root: str | os.PathLike[str] | None = None,
+    protected: Collection[Path] = (),
     what: str = "output",
 ) -> Path:
     """`path` if a new file may be written there; else one `OutputError` saying why.
 
     Checks: the suffix (when `suffixes` is given), not a folder, its folder is writable or can be
-    created, not a dataset file of the data root (`root` as --root), and no existing file unless
-    `overwrite`. Nothing is created here: `atomic_path` makes missing folders when writing.
+    created, not one of the `protected` files (resolved paths: the callers pass the data root's
+    dataset files, `data.paths.dataset_files(root)`), and no existing file unless `overwrite`.
+    Nothing is created here: `atomic_path` makes missing folders when writing.
     """
     path = Path(path)
     if suffixes and path.suffix.lower() not in suffixes:
@@ -70,7 +62,7 @@ def check_output_file(
     if path.is_dir():
         raise OutputError(f"{what} {path} is a folder; give the path of a file to write")
     _creatable_folder(path.parent, what, path)
-    if path.resolve() in dataset_files(root):
+    if path.resolve() in protected:
         raise OutputError(
             f"{what} {path} is a dataset file name in the data root; such files are never written or "
             "overwritten by an output (choose another path)"

@@ -7,7 +7,6 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-from medmnist_lab.cli.main import HelpFormatter
 from medmnist_lab.data.registry import SIZES
 
 # engine.runfolder.KEEP_CHOICES, restated so that building the parsers does not import the engine
@@ -16,6 +15,27 @@ KEEP_CHOICES: tuple[str, ...] = ("best", "last", "both")
 # The built-in model names (models.MODELS), restated for the same reason: the registry is filled by
 # importing the networks, i.e. torch. tests/test_same_numbers.py asserts the two are equal.
 MODEL_NAMES: tuple[str, ...] = ("resnet18", "resnet50")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the hand-made line breaks of descriptions and epilogs, and appends an option's
+    default once: not when it is empty (None/False/an empty list) or the help text already speaks
+    of it; a list as `a,b`, the way it is typed."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            not action.option_strings
+            or default is None
+            or default is False
+            or default == argparse.SUPPRESS
+            or (isinstance(default, list | tuple) and not default)
+            or "default" in text.lower()
+        ):
+            return text
+        shown = ",".join(map(str, default)) if isinstance(default, list | tuple) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
 
 
 def add_group(sub: argparse._SubParsersAction, name: str, help: str, description: str | None = None):
@@ -129,10 +149,11 @@ def given(args: argparse.Namespace, *names: str) -> list[str]:
 
 def output_path(path: Path, args: argparse.Namespace, suffixes: tuple[str, ...], what: str = "output") -> Path:
     """Check an output file named on the command line before any work (see outputs.check_output_file)."""
+    from medmnist_lab.data.paths import dataset_files
     from medmnist_lab.outputs import check_output_file
 
     overwrite, root = getattr(args, "overwrite", False), getattr(args, "root", None)
-    return check_output_file(path, overwrite=overwrite, suffixes=suffixes, root=root, what=what)
+    return check_output_file(path, overwrite=overwrite, suffixes=suffixes, protected=dataset_files(root), what=what)
 
 
 def deprecation_note(old: str, new: str) -> None:

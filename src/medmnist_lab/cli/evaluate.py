@@ -8,8 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from medmnist_lab.cli.common import add_overwrite, add_precision, add_root, output_path
-from medmnist_lab.cli.main import HelpFormatter
+from medmnist_lab.cli.common import HelpFormatter, add_overwrite, add_precision, add_root, output_path
 from medmnist_lab.data.registry import SPLITS
 
 
@@ -42,13 +41,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise MedMNISTLabError(
             "-o/--output is for an ensemble (several checkpoints); one checkpoint's record is written beside it"
         )
-    from medmnist_lab.engine.api import evaluate, save_eval
+    from medmnist_lab.data.paths import dataset_files
+    from medmnist_lab.engine.scoring import evaluate, save_eval
     from medmnist_lab.outputs import check_output_file
 
     checkpoint = args.checkpoint[0]
     # The record beside the checkpoint is refreshed; its folder must take it before the scoring.
     if checkpoint.is_file():  # (a missing checkpoint gets its own message from evaluate)
-        check_output_file(checkpoint.with_name(f"eval_{checkpoint.stem}_{args.split}.json"), overwrite=True)
+        check_output_file(
+            checkpoint.with_name(f"eval_{checkpoint.stem}_{args.split}.json"), overwrite=True, protected=dataset_files()
+        )
     result = evaluate(
         checkpoint,
         args.split,
@@ -84,7 +86,7 @@ def show(args: argparse.Namespace, result: Any, title: str) -> None:
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
-    from medmnist_lab.engine.api import evaluate_ensemble
+    from medmnist_lab.engine.scoring import evaluate_ensemble
     from medmnist_lab.errors import MedMNISTLabError
     from medmnist_lab.records import write_json
 

@@ -178,9 +178,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.output is not None:  # checked before the work; the default quality.json is refreshed
         output_path(args.output, args, (".json",))
     elif args.checkpoint.is_file():
+        from medmnist_lab.data.paths import dataset_files
         from medmnist_lab.outputs import check_output_file
 
-        check_output_file(default_quality_path(args.checkpoint), overwrite=True, what="quality record")
+        check_output_file(
+            default_quality_path(args.checkpoint), overwrite=True, protected=dataset_files(), what="quality record"
+        )
     if args.classifier is not None and args.no_cas and (unused := given(args, "classifier_epochs", "classifier_width")):
         raise MedMNISTLabError(
             f"{' and '.join(unused)} set the default and CAS classifiers; "

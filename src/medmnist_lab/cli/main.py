@@ -22,33 +22,15 @@ from pathlib import Path
 from typing import NoReturn
 
 from medmnist_lab import __version__
+from medmnist_lab.cli.common import HelpFormatter
 from medmnist_lab.data.paths import ROOT_ENV
 from medmnist_lab.errors import MedMNISTLabError
 
 # Command groups, in the order `--help` lists them. Modules are imported lazily so that
 # `medmnist-lab datasets list` does not pay for importing the training stack.
-GROUPS: tuple[str, ...] = ("datasets", "train", "evaluate", "predict", "augment", "gan", "study", "results", "report")
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the hand-made line breaks of descriptions and epilogs, and appends an option's
-    default once: not when it is empty (None/False/an empty list) or the help text already speaks
-    of it; a list as `a,b`, the way it is typed."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        default = action.default
-        if (
-            not action.option_strings
-            or default is None
-            or default is False
-            or default == argparse.SUPPRESS
-            or (isinstance(default, list | tuple) and not default)
-            or "default" in text.lower()
-        ):
-            return text
-        shown = ",".join(map(str, default)) if isinstance(default, list | tuple) else str(default)
-        return f"{text} (default: {shown.replace('%', '%%')})"
+GROUPS: tuple[str, ...] = (
+    "datasets", "train", "evaluate", "predict", "export", "augment", "gan", "study", "results", "report"
+)  # fmt: skip
 
 
 class Parser(argparse.ArgumentParser):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medmnist_lab.cli.common import add_out_dir, add_root
-from medmnist_lab.cli.main import HelpFormatter
+from medmnist_lab.cli.common import HelpFormatter, add_out_dir, add_root
 
 EPILOG = """\
 PATH: run folders, study folders (holding results.db), results databases (.db), or folders

@@ -9,7 +9,7 @@ from typing import Any
 
 from medmnist_lab.cli.common import add_command, add_group
 
-# experiments.tables.FORMATS, restated: that module imports scipy.stats (1-3 s at every start-up,
+# studies.table_format.FORMATS, restated: that module imports scipy.stats (1-3 s at every start-up,
 # --help included); tests/test_same_numbers.py asserts the two are equal.
 FORMATS: tuple[str, ...] = ("md", "csv", "latex", "json")
 
@@ -34,8 +34,8 @@ def _holds_runs(folder: Path) -> bool:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from medmnist_lab.errors import MedMNISTLabError
-    from medmnist_lab.experiments.importer import find_runs, import_runs
-    from medmnist_lab.experiments.store import ResultStore
+    from medmnist_lab.studies.importer import find_runs, import_runs
+    from medmnist_lab.studies.store import ResultStore
 
     runs = find_runs(args.runs)
     if not runs:  # before a store is created for nothing
@@ -51,9 +51,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from medmnist_lab.experiments.search import chosen_rows
-    from medmnist_lab.experiments.store import ResultStore, db_path
-    from medmnist_lab.experiments.tables import build_table
+    from medmnist_lab.studies.search import chosen_rows
+    from medmnist_lab.studies.store import ResultStore, db_path
+    from medmnist_lab.studies.table_format import build_table
 
     if args.store.is_dir() and not db_path(args.store).exists() and _holds_runs(args.store):
         from medmnist_lab.errors import MedMNISTLabError
@@ -79,7 +79,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from medmnist_lab.experiments.references import REFERENCES
+    from medmnist_lab.metrics.references import REFERENCES
 
     _, cmds = add_group(sub, "results", "results stores: import run folders, print tables with CIs and tests")
     p = add_command(

@@ -28,7 +28,7 @@ def _format_seconds(s: float) -> str:
 
 
 def _spec_from_args(args: argparse.Namespace):
-    from medmnist_lab.experiments.spec import apply_overrides, load_spec, parse_set
+    from medmnist_lab.studies.spec import apply_overrides, load_spec, parse_set
 
     if args.root is not None:  # --root DIR is --set root=DIR (a location: no cell's hash changes)
         if any(s.partition("=")[0].strip() == "root" for s in args.set or []):
@@ -43,8 +43,8 @@ def _spec_from_args(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from medmnist_lab.experiments.backends import BackendOptions
-    from medmnist_lab.experiments.runner import run_study
+    from medmnist_lab.studies.backends import BackendOptions
+    from medmnist_lab.studies.runner import run_study
 
     spec = _spec_from_args(args)
     study_dir = args.out_dir or Path("studies") / spec.name
@@ -91,9 +91,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _dry_run(spec, study_dir: Path, workers: int, threads: int | None) -> int:
     import os
 
-    from medmnist_lab.experiments.estimate import cache_path, estimate
-    from medmnist_lab.experiments.runner import plan
-    from medmnist_lab.experiments.store import ResultStore, db_path
+    from medmnist_lab.studies.estimate import cache_path, estimate
+    from medmnist_lab.studies.runner import plan
+    from medmnist_lab.studies.store import ResultStore, db_path
 
     threads = threads or max(1, (os.cpu_count() or 1) // workers)  # what each worker will use
 
@@ -125,7 +125,7 @@ def _dry_run(spec, study_dir: Path, workers: int, threads: int | None) -> int:
         if state not in ("done", "pruned"):
             total += seconds
         print(f"{cell.hash}  {state:<8}  {_format_seconds(seconds):>8}  {source:<8}  {cell.label}")
-    from medmnist_lab.experiments.synthetic import is_named
+    from medmnist_lab.studies.synthetic import is_named
 
     if any(is_named(cell.config.synthetic) for cell in cells):
         print(
@@ -143,7 +143,7 @@ def _dry_run(spec, study_dir: Path, workers: int, threads: int | None) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from medmnist_lab.experiments.spec import builtin_names, grid_points, load_spec
+    from medmnist_lab.studies.spec import builtin_names, grid_points, load_spec
 
     print(f"{'study':<16} {'cells':>6}  description")
     for name in builtin_names():
@@ -158,7 +158,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     import yaml
 
-    from medmnist_lab.experiments.spec import load_spec
+    from medmnist_lab.studies.spec import load_spec
 
     print(yaml.safe_dump(load_spec(args.spec).to_dict(), sort_keys=False), end="")
     return 0
@@ -183,7 +183,7 @@ examples:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from medmnist_lab.experiments.backends import BACKENDS
+    from medmnist_lab.studies.backends import BACKENDS
 
     _, cmds = add_group(sub, "study", "run declared grids of training runs (local or Ray) into a results store")
     p = add_command(cmds, "run", "run (or resume) a study", epilog=EPILOG)

@@ -9,6 +9,7 @@ from pathlib import Path
 from medmnist_lab.cli.common import (
     KEEP_CHOICES,
     MODEL_NAMES,
+    HelpFormatter,
     add_precision,
     add_root,
     deprecation_note,
@@ -18,7 +19,6 @@ from medmnist_lab.cli.common import (
     positive_int,
     seed_int,
 )
-from medmnist_lab.cli.main import HelpFormatter
 from medmnist_lab.data.registry import SIZES
 
 
@@ -137,7 +137,7 @@ def apply_set(args: argparse.Namespace) -> dict:
     option of its own acts as that option; the others are returned as overrides. A field given
     both ways is an error."""
     from medmnist_lab.errors import MedMNISTLabError
-    from medmnist_lab.experiments.spec import parse_set
+    from medmnist_lab.studies.spec import parse_set
 
     extra = {}
     for key, value in parse_set(args.set).items():
@@ -154,6 +154,7 @@ def apply_set(args: argparse.Namespace) -> dict:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from medmnist_lab.augment import parse_magnitudes
+    from medmnist_lab.deploy.card import write_model_card
     from medmnist_lab.engine import fit, resolve_config
     from medmnist_lab.engine.schedule import short_run_note
     from medmnist_lab.engine.trackers import make_trackers
@@ -163,7 +164,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     trackers = make_trackers(args.log)
     if args.resume is not None:
         config = resumed_config(args)
-        result = fit(config, resume=args.resume, progress=not args.no_progress, keep=args.keep, trackers=trackers)
+        result = fit(
+            config,
+            resume=args.resume,
+            progress=not args.no_progress,
+            keep=args.keep,
+            trackers=trackers,
+            on_finish=write_model_card,
+        )
     else:
         if args.dataset is None:
             raise MedMNISTLabError("give a DATASET to train on (or --resume RUN_DIR); see `medmnist-lab datasets list`")
@@ -197,7 +205,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         if note := short_run_note(config):
             print(note, file=sys.stderr)
-        result = fit(config, progress=not args.no_progress, keep=args.keep, trackers=trackers)
+        result = fit(
+            config, progress=not args.no_progress, keep=args.keep, trackers=trackers, on_finish=write_model_card
+        )
     m = result.summary.metrics
     print(f"\nrun: {result.run_dir}   best epoch: {result.best_epoch}   wall: {result.summary.wall_seconds:.1f}s")
     print(f"{'split':<6} {'AUC':>7} {'ACC':>7}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from medmnist_lab.data.registry import DatasetInfo
+from medmnist_lab.data.registry import DatasetInfo, list_datasets
 from medmnist_lab.errors import DataFileError
 
 ROOT_ENV = "MEDMNIST_ROOT"
@@ -36,3 +36,10 @@ def data_path(info: DatasetInfo, size: int, root: str | os.PathLike[str] | None 
 def cache_dir(info: DatasetInfo, size: int, root: str | os.PathLike[str] | None = None) -> Path:
     """Folder of the per-split `.npy` cache used to memory-map large files."""
     return resolve_root(root) / ".npy_cache" / f"{info.flag}_{size}"
+
+
+def dataset_files(root: str | os.PathLike[str] | None = None) -> set[Path]:
+    """Resolved paths of every registry file (all datasets, all sizes) under the data root: the
+    files an output must never replace (`outputs.check_output_file(..., protected=...)`)."""
+    base = resolve_root(root).resolve()
+    return {base / info.filename(size) for info in list_datasets() for size in info.sizes}

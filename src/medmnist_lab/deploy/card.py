@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from medmnist_lab.data.registry import CITATION, get_dataset
+from medmnist_lab.engine.config import cell_hash
 from medmnist_lab.engine.summary import RunSummary
+from medmnist_lab.metrics.references import get_reference
 from medmnist_lab.outputs import atomic_path
 
 FORMAT = "medmnist-lab/model-card"
@@ -35,9 +37,6 @@ LIMITATIONS = [
 
 
 def card_data(run_dir: Path, summary: RunSummary) -> dict[str, Any]:
-    from medmnist_lab.experiments.references import get_reference
-    from medmnist_lab.experiments.spec import cell_hash
-
     info = get_dataset(summary.dataset, warn_alias=False)
     config = summary.config or {}
     official = get_reference("official")

@@ -52,7 +52,7 @@ def default_output(checkpoint: Path, fmt: str) -> Path:
 
 def export_model(checkpoint: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str]) -> tuple[Path, ModelInfo]:
     """Write `checkpoint` as `fmt` to `out` (atomically); returns the file and what it holds."""
-    from medmnist_lab.engine.api import load_model
+    from medmnist_lab.engine.scoring import load_model
 
     if fmt not in FORMATS:
         raise MedMNISTLabError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")

@@ -21,6 +21,7 @@ import torch
 from medmnist_lab.data.arrays import SplitData
 from medmnist_lab.data.registry import get_dataset
 from medmnist_lab.deploy.images import InputSpec
+from medmnist_lab.engine.config import cell_hash
 from medmnist_lab.errors import CheckpointError, MedMNISTLabError
 from medmnist_lab.metrics.official import MULTI_LABEL
 
@@ -61,8 +62,6 @@ class ModelInfo:
 
 
 def info_from_checkpoint(state: dict[str, Any], path: Path) -> ModelInfo:
-    from medmnist_lab.experiments.spec import cell_hash
-
     ds, config = state["dataset"], state["config"]
     info = get_dataset(ds["flag"], warn_alias=False)
     return ModelInfo(
@@ -122,9 +121,9 @@ class TorchPredictor(Predictor):
     def __init__(self, path: Path, device: str = "cpu", precision: str = "fp32") -> None:
         from dataclasses import replace
 
-        from medmnist_lab.engine.api import load_model
         from medmnist_lab.engine.config import RunConfig
         from medmnist_lab.engine.device import resolve_device, scoring_precision
+        from medmnist_lab.engine.scoring import load_model
 
         self.model, state = load_model(path, device)
         self.info = info_from_checkpoint(state, path)
@@ -136,7 +135,7 @@ class TorchPredictor(Predictor):
     def _run(self, images: np.ndarray, batch_size: int) -> np.ndarray:
         from dataclasses import replace
 
-        from medmnist_lab.engine.evaluation import predict
+        from medmnist_lab.engine.inference import predict
         from medmnist_lab.metrics.official import scores_from_logits
 
         data = SplitData(

@@ -11,16 +11,16 @@ from typing import TYPE_CHECKING
 from medmnist_lab.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from medmnist_lab.engine.api import EnsembleResult, EvalResult, evaluate, evaluate_ensemble, load_model
     from medmnist_lab.engine.config import RECIPES, RunConfig, resolve_config
+    from medmnist_lab.engine.scoring import EnsembleResult, EvalResult, evaluate, evaluate_ensemble, load_model
     from medmnist_lab.engine.train import RunResult, fit
 
 _EXPORTS = {
-    "EnsembleResult": "medmnist_lab.engine.api",
-    "EvalResult": "medmnist_lab.engine.api",
-    "evaluate": "medmnist_lab.engine.api",
-    "evaluate_ensemble": "medmnist_lab.engine.api",
-    "load_model": "medmnist_lab.engine.api",
+    "EnsembleResult": "medmnist_lab.engine.scoring",
+    "EvalResult": "medmnist_lab.engine.scoring",
+    "evaluate": "medmnist_lab.engine.scoring",
+    "evaluate_ensemble": "medmnist_lab.engine.scoring",
+    "load_model": "medmnist_lab.engine.scoring",
     "RECIPES": "medmnist_lab.engine.config",
     "RunConfig": "medmnist_lab.engine.config",
     "resolve_config": "medmnist_lab.engine.config",

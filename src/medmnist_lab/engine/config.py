@@ -14,6 +14,8 @@ dataclass defaults <- recipe <- the recipe's dataset rule <- explicit overrides.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -106,7 +108,7 @@ class RunConfig:
             return MedMNISTLabError(f"invalid {name} {value!r}; {valid}")
 
         from medmnist_lab.data.registry import get_dataset
-        from medmnist_lab.engine.schedule import OPTIMIZERS, SCHEDULES  # (imports this module)
+        from medmnist_lab.engine.schedule import OPTIMIZERS, SCHEDULES  # (torch: not at start-up)
         from medmnist_lab.models import MODELS
 
         info = get_dataset(self.dataset, warn_alias=False)
@@ -353,3 +355,18 @@ def check_applicable(config: RunConfig, given: dict[str, Any]) -> None:
         if name in given and not applies(config):
             what = f"optimizer {config.optimizer}" if "optimizer" in when else f"schedule {config.schedule}"
             raise MedMNISTLabError(f"{name}={given[name]!r} applies to {when} only; this run uses {what}")
+
+
+# A run's identity: a hash of its resolved config (studies call it a cell's hash; the model card and
+# `predict` record it). Where a run's files go is not what it computes: never part of the identity.
+LOCATION_FIELDS = ("name", "out_dir", "root")
+# Fields added to RunConfig after studies existed, with the value that means "as before": left out
+# of the hash at that value, so the cells of existing studies keep their hashes.
+LATER_FIELDS: dict[str, Any] = {"ema": 0.0, "tta": False, "precision": "auto"}
+
+
+def cell_hash(config: dict[str, Any]) -> str:
+    ident = {
+        k: v for k, v in config.items() if k not in LOCATION_FIELDS and not (k in LATER_FIELDS and v == LATER_FIELDS[k])
+    }
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]

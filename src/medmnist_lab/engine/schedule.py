@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 
-from medmnist_lab.engine.config import RunConfig
 from medmnist_lab.registry import Registry
 
-OptimizerFactory = Callable[[list[torch.nn.Parameter], RunConfig], torch.optim.Optimizer]
+if TYPE_CHECKING:  # (the config validates its names against these registries at run time)
+    from medmnist_lab.engine.config import RunConfig
+
+OptimizerFactory = Callable[[list[torch.nn.Parameter], "RunConfig"], torch.optim.Optimizer]
 OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer")
 OPTIMIZERS.add(
     "sgd",
@@ -29,7 +32,7 @@ def build_optimizer(model: torch.nn.Module, config: RunConfig) -> torch.optim.Op
 
 
 # Each schedule maps progress to an lr factor: (step, steps_per_epoch, config) -> factor.
-Factor = Callable[[int, int, RunConfig], float]
+Factor = Callable[[int, int, "RunConfig"], float]
 SCHEDULES: Registry[Factor] = Registry("schedule")
 
 

@@ -25,7 +25,7 @@ from medmnist_lab.engine.config import RunConfig
 from medmnist_lab.engine.data import TrainData, load_eval_split, load_train_data
 from medmnist_lab.engine.device import SCORE_PRECISION, Precision, autocast, resolve_device, resolve_precision
 from medmnist_lab.engine.ema import EMA
-from medmnist_lab.engine.evaluation import SplitResult, check_eval_memory, predict, score_split
+from medmnist_lab.engine.inference import SplitResult, check_eval_memory, predict, score_split
 from medmnist_lab.engine.runfolder import RunFolder
 from medmnist_lab.engine.runinfo import environment_info, run_dir_for
 from medmnist_lab.engine.schedule import build_optimizer, build_scheduler
@@ -324,6 +324,7 @@ def fit(
     keep: str = "both",
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
     trackers: Sequence[Tracker] = (),
+    on_finish: Callable[[Path], None] | None = None,
 ) -> RunResult:
     """Train a classifier as `config` says and return its final metrics.
 
@@ -331,7 +332,9 @@ def fit(
     fixed seed it ends with exactly the metrics of an uninterrupted run. `keep`: which checkpoints
     stay once the run is finished (see `RunFolder.apply_retention`). `on_epoch_end(epoch, record)`
     is called after each epoch's checkpoint and history line are written (tests use it to
-    interrupt; studies use it to prune).
+    interrupt; studies use it to prune). `on_finish(run_dir)` runs once the run is scored and
+    saved, before the trackers log its files: the CLI and studies write the model card there
+    (`deploy.card.write_model_card`; the engine does not know about deployment).
     """
     info = get_dataset(config.dataset, warn_alias=False)  # config is validated: dataset is a flag
     check_eval_memory(config, resolve_device(config.device))
@@ -341,7 +344,7 @@ def fit(
     try:
         for t in trackers:
             t.start(folder.path, config.to_dict())
-        return _fit_claimed(s, folder, state, progress, keep, on_epoch_end, trackers)
+        return _fit_claimed(s, folder, state, progress, keep, on_epoch_end, trackers, on_finish)
     finally:
         for t in trackers:
             t.close()
@@ -356,6 +359,7 @@ def _fit_claimed(
     keep: str,
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
     trackers: Sequence[Tracker] = (),
+    on_finish: Callable[[Path], None] | None = None,
 ) -> RunResult:
     run_dir, config, info = folder.path, s.config, s.info
     if state is not None:
@@ -422,9 +426,8 @@ def _fit_claimed(
     bar.close()
     result = finish(s, run_dir, resumed_from=None if state is None else state["epoch"] + 1)
     folder.apply_retention(keep)
-    from medmnist_lab.deploy.card import write_model_card  # (deploy imports the engine)
-
-    write_model_card(run_dir)
+    if on_finish is not None:
+        on_finish(run_dir)
     for t in trackers:
         t.finish(result.summary)
     return result

@@ -8,8 +8,8 @@
 
 from medmnist_lab.gan.config import GANConfig
 from medmnist_lab.gan.modes import LOSSES, MODES, GANSpec, build_nets, make_spec
-from medmnist_lab.gan.records import GANEpochStats, GANQuality, GANRunSummary
 from medmnist_lab.gan.sampling import load_gan, resolve_counts, sample, sample_to_npz, write_synthetic_npz
+from medmnist_lab.gan.summaries import GANEpochStats, GANQuality, GANRunSummary
 from medmnist_lab.gan.train import GANRunResult, train_gan
 
 __all__ = [

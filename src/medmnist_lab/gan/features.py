@@ -20,7 +20,7 @@ from torch import nn
 
 from medmnist_lab.engine.summary import RunSummary
 from medmnist_lab.errors import CheckpointError, MedMNISTLabError
-from medmnist_lab.gan.records import FeatureExtractorInfo
+from medmnist_lab.gan.summaries import FeatureExtractorInfo
 
 DEFAULT_MODEL = "resnet18"
 DEFAULT_WIDTH = 16

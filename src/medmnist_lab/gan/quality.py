@@ -47,14 +47,6 @@ from medmnist_lab.gan.features import (
     fit_cached,
     load_feature_net,
 )
-from medmnist_lab.gan.records import (
-    CASResult,
-    DiversityReport,
-    FIDReport,
-    GANQuality,
-    MemorizationReport,
-    PrecisionRecall,
-)
 from medmnist_lab.gan.sampling import (
     LoadedGAN,
     check_sample_memory,
@@ -62,6 +54,14 @@ from medmnist_lab.gan.sampling import (
     proportional_counts,
     sample_counts,
     write_synthetic_npz,
+)
+from medmnist_lab.gan.summaries import (
+    CASResult,
+    DiversityReport,
+    FIDReport,
+    GANQuality,
+    MemorizationReport,
+    PrecisionRecall,
 )
 
 PR_K = 3  # the paper's choice

@@ -40,7 +40,7 @@ from medmnist_lab.errors import CheckpointError, MedMNISTLabError
 from medmnist_lab.gan.checkpoint import FORMAT, VERSION, load_checkpoint
 from medmnist_lab.gan.config import RESUMABLE_CHANGES, GANConfig, config_differences, default_run_dir
 from medmnist_lab.gan.modes import LOSSES, MODES, GANLoss, GANSpec, build_nets
-from medmnist_lab.gan.records import GANEpochStats, GANRunSummary
+from medmnist_lab.gan.summaries import GANEpochStats, GANRunSummary
 
 __all__ = [
     "RESUMABLE_CHANGES",

@@ -18,9 +18,9 @@ from typing import Any
 from PIL import Image
 
 from medmnist_lab.errors import MedMNISTLabError
-from medmnist_lab.experiments.records import ResultRow
 from medmnist_lab.report import plots
 from medmnist_lab.report.style import Fig, save, save_image
+from medmnist_lab.studies.rows import ResultRow, show_value
 
 REFERENCES = ("official", "seed", "medmnist-plus")
 # The baseline each varying field is compared against, when the study varies it.
@@ -59,8 +59,8 @@ class StudyPage:
 
 
 def read_study(path: Path, slug: str) -> StudyPage:
-    from medmnist_lab.experiments.search import chosen_rows
-    from medmnist_lab.experiments.store import ResultStore, db_path
+    from medmnist_lab.studies.search import chosen_rows
+    from medmnist_lab.studies.store import ResultStore, db_path
 
     db = db_path(path)
     name = db.parent.name if db.name == "results.db" else db.stem
@@ -75,14 +75,14 @@ def read_study(path: Path, slug: str) -> StudyPage:
 
 
 def _value_of(group: dict[str, Any], rows: list[ResultRow], field_name: str) -> Any:
-    from medmnist_lab.experiments.tables import common_value
+    from medmnist_lab.studies.tables import common_value
 
     return group[field_name] if field_name in group else common_value(rows, field_name)
 
 
 def draw_study(page: StudyPage, assets: Path, root: str | None) -> None:
-    from medmnist_lab.experiments.references import get_reference
-    from medmnist_lab.experiments.tables import compute_table, default_group_by
+    from medmnist_lab.metrics.references import get_reference
+    from medmnist_lab.studies.tables import compute_table, default_group_by
 
     if not page.rows:
         page.problems.append("no finished runs in the study yet")
@@ -103,7 +103,7 @@ def draw_study(page: StudyPage, assets: Path, root: str | None) -> None:
             section.notes.append(f"no table: {exc}")
             continue
         for g in table.groups:
-            name = ", ".join(f"{k}={_show(v)}" for k, v in g.group.items())
+            name = ", ".join(f"{k}={show_value(v)}" for k, v in g.group.items())
             model, size = _value_of(g.group, g.rows, "model"), _value_of(g.group, g.rows, "size")
             seconds = _mean([r.seconds for r in g.rows])
             entry: dict[str, Any] = dict(
@@ -122,7 +122,7 @@ def draw_study(page: StudyPage, assets: Path, root: str | None) -> None:
                     section.comparisons.append(
                         dict(
                             group=name,
-                            baseline=", ".join(f"{k}={_show(v)}" for k, v in c.baseline_group.items()),
+                            baseline=", ".join(f"{k}={show_value(v)}" for k, v in c.baseline_group.items()),
                             metric=m.upper(),
                             pairs=c.n_pairs,
                             diff=d.mean,
@@ -152,7 +152,7 @@ def _section_figures(page: StudyPage, section: Section, by: list[str], assets: P
         caption = "Resolution: test AUC against image size; training time per run dashed"
         section.figures.append(save(fig, assets, f"{stem}-resolution", caption))
     if "model" in by:
-        rows = [{"dataset": section.dataset, "model": _show(g["model"]), **g["auc"]} for g in section.groups]
+        rows = [{"dataset": section.dataset, "model": show_value(g["model"]), **g["auc"]} for g in section.groups]
         fig = plots.side_by_side(rows, "auc", f"{section.dataset}: models side by side")
         section.figures.append(save(fig, assets, f"{stem}-models", "Models side by side: test AUC, 95% CI"))
 
@@ -212,10 +212,6 @@ def _delong_text(cells: list[Any]) -> str:
     return "; ".join(
         f"seed {c.seed}: {format_p(c.result.p)}" if c.result is not None else f"seed {c.seed}: {c.note}" for c in cells
     )
-
-
-def _show(value: Any) -> str:
-    return "null" if value is None else str(value)
 
 
 def _mean(values: list[float | None]) -> float | None:

@@ -1,4 +1,5 @@
-"""Result tables as text: Markdown, CSV, LaTeX (booktabs) and JSON, from `tables.TableData`."""
+"""Result tables as text: Markdown, CSV, LaTeX (booktabs) and JSON, from `tables.TableData`;
+`build_table` computes (`tables.compute_table`) and formats in one call."""
 
 from __future__ import annotations
 
@@ -6,17 +7,24 @@ import csv
 import io
 import json
 import math
+import os
+from collections.abc import Sequence
 from typing import Any
 
-from medmnist_lab.experiments.tables import (
+from medmnist_lab.errors import MedMNISTLabError
+from medmnist_lab.metrics.stats import PairedDiff, Summary, format_p
+from medmnist_lab.studies.rows import ResultRow, show_value
+from medmnist_lab.studies.tables import (
+    ALPHA,
+    CONFIDENCE,
+    DEFAULT_METRICS,
     PAIR_FIELD,
     Comparison,
     DeLongCell,
     GroupStats,
     TableData,
-    _show,
+    compute_table,
 )
-from medmnist_lab.metrics.stats import PairedDiff, Summary, format_p
 
 
 def _num(x: float | None) -> str:
@@ -44,11 +52,11 @@ def _delong_text(comp: Comparison, alpha: float) -> str:
     parts, n_sig, n_ok = [], 0, 0
     for cell in comp.delong:
         if cell.result is None:
-            parts.append(f"seed {_show(cell.seed)}: {cell.note}")
+            parts.append(f"seed {show_value(cell.seed)}: {cell.note}")
             continue
         n_ok += 1
         n_sig += cell.result.significant(alpha)
-        parts.append(f"seed {_show(cell.seed)}: {cell.result.diff:+.3f} {format_p(cell.result.p)}")
+        parts.append(f"seed {show_value(cell.seed)}: {cell.result.diff:+.3f} {format_p(cell.result.p)}")
     head = f"{n_sig}/{n_ok} significant" if n_ok else "not run"
     return f"{head} ({'; '.join(parts)})"
 
@@ -97,7 +105,7 @@ def _headers(data: TableData) -> list[str]:
 def _text_rows(data: TableData, pm: str = "±") -> list[list[str]]:
     out = []
     for g in data.groups:
-        row = [_show(g.group[f]) for f in data.group_by] if data.group_by else ["all"]
+        row = [show_value(g.group[f]) for f in data.group_by] if data.group_by else ["all"]
         row.append(str(len(g.rows)))
         row += [_summary_cell(g.summaries[m], len(g.rows), pm) for m in data.metrics]
         if data.reference:
@@ -113,8 +121,8 @@ def _notes(data: TableData) -> list[str]:
     if data.baseline:
         fld, value = data.baseline
         notes.append(
-            f"Δ: group minus the {fld}={_show(value)} group, runs paired by {PAIR_FIELD} (all other settings equal); "
-            f"two-sided paired t-test, significant at p < {data.alpha:g}."
+            f"Δ: group minus the {fld}={show_value(value)} group, runs paired by {PAIR_FIELD} "
+            f"(all other settings equal); two-sided paired t-test, significant at p < {data.alpha:g}."
         )
         if _has_delong(data):
             notes.append(
@@ -252,7 +260,7 @@ def to_csv(data: TableData) -> str:
         return "" if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
 
     for g in data.groups:
-        row: list[Any] = [_show(g.group[f]) for f in data.group_by] + [len(g.rows)]
+        row: list[Any] = [show_value(g.group[f]) for f in data.group_by] + [len(g.rows)]
         for m in data.metrics:
             s = g.summaries[m]
             row += [s.n, num(s.mean), num(s.std), num(s.ci_low), num(s.ci_high)]
@@ -274,7 +282,7 @@ def to_csv(data: TableData) -> str:
                 [
                     len(ok),
                     sum(c.result.significant(data.alpha) for c in ok),
-                    ";".join(f"{_show(c.seed)}:{c.result.p!r}" for c in ok),  # seed:p, one per seed pair
+                    ";".join(f"{show_value(c.seed)}:{c.result.p!r}" for c in ok),  # seed:p, one per seed pair
                 ]
                 if ok
                 else ["", "", ""]
@@ -284,3 +292,43 @@ def to_csv(data: TableData) -> str:
 
 
 FORMATTERS = {"md": to_markdown, "csv": to_csv, "latex": to_latex, "json": to_json}
+FORMATS: tuple[str, ...] = tuple(FORMATTERS)
+
+
+def build_table(
+    rows: Sequence[ResultRow],
+    group_by: Sequence[str] | None = None,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    split: str = "test",
+    baseline: tuple[str, Any] | None = None,
+    reference: str | None = None,
+    fmt: str = "md",
+    *,
+    confidence: float = CONFIDENCE,
+    alpha: float = ALPHA,
+    delong: bool = True,
+    data_root: str | os.PathLike[str] | None = None,
+) -> str:
+    """A table of `rows` in `fmt` (md, csv, latex, json).
+
+    group_by: config fields defining a group (default: those that vary, except seed).
+    baseline: (FIELD, VALUE), e.g. ("model", "resnet18"): compare every group with the group
+    that has FIELD=VALUE and the same other group-by values, paired by seed.
+    reference: a reference table (official, seed, medmnist-plus) printed beside each group.
+    data_root: where the dataset files are for DeLong's labels (default: each run's `root`).
+    """
+    if fmt not in FORMATS:
+        raise MedMNISTLabError(f"unknown table format '{fmt}'; choose one of: {', '.join(FORMATS)}")
+    data = compute_table(
+        rows,
+        group_by,
+        metrics,
+        split,
+        baseline,
+        reference,
+        confidence=confidence,
+        alpha=alpha,
+        delong=delong,
+        data_root=data_root,
+    )
+    return FORMATTERS[fmt](data)

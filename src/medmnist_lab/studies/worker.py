@@ -99,6 +99,7 @@ def _run(task: CellTask) -> dict[str, Any]:
     import torch
 
     from medmnist_lab.data.registry import get_dataset
+    from medmnist_lab.deploy.card import write_model_card
     from medmnist_lab.engine import RunConfig, fit
     from medmnist_lab.engine.runfolder import RunFolder
     from medmnist_lab.engine.runinfo import run_path
@@ -106,7 +107,7 @@ def _run(task: CellTask) -> dict[str, Any]:
 
     if task.threads:
         torch.set_num_threads(task.threads)
-    from medmnist_lab.experiments import synthetic
+    from medmnist_lab.studies import synthetic
 
     config = synthetic.resolve(RunConfig.from_dict(task.config), Path(task.study_dir))
     run_dir = run_path(config, get_dataset(config.dataset, warn_alias=False), str(config.name))
@@ -140,6 +141,7 @@ def _run(task: CellTask) -> dict[str, Any]:
             progress=False,
             keep=task.keep,
             on_epoch_end=prune_check if task.median_curve else None,
+            on_finish=write_model_card,
         )
     except Pruned:
         RunFolder(run_dir).apply_retention(task.keep)  # a pruned trial is final: no resume state kept

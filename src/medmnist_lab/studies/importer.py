@@ -8,8 +8,8 @@ from pathlib import Path
 import yaml
 
 from medmnist_lab.errors import MedMNISTLabError
-from medmnist_lab.experiments.spec import cell_hash
-from medmnist_lab.experiments.store import ResultStore
+from medmnist_lab.studies.spec import cell_hash
+from medmnist_lab.studies.store import ResultStore
 
 
 @dataclass

@@ -17,7 +17,7 @@ from medmnist_lab.engine.checkpoint import check_compatible, load_checkpoint
 from medmnist_lab.engine.config import RunConfig
 from medmnist_lab.engine.data import load_eval_split
 from medmnist_lab.engine.device import SCORE_PRECISION, resolve_device, scoring_precision
-from medmnist_lab.engine.evaluation import (
+from medmnist_lab.engine.inference import (
     SplitResult,
     check_eval_memory,
     predict,

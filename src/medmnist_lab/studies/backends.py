@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from medmnist_lab.errors import MedMNISTLabError
-from medmnist_lab.experiments.worker import CellTask, run_cell
 from medmnist_lab.outputs import pid_alive
 from medmnist_lab.registry import Registry
+from medmnist_lab.studies.worker import CellTask, run_cell
 
 
 class Backend(Protocol):
@@ -69,7 +69,7 @@ class LocalBackend:
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
         ctx = multiprocessing.get_context(method)
         if method == "forkserver":
-            ctx.set_forkserver_preload(["medmnist_lab.experiments.preload"])
+            ctx.set_forkserver_preload(["medmnist_lab.studies.preload"])
         kw: dict[str, Any] = {
             "max_workers": self.slots,
             "mp_context": ctx,

@@ -6,6 +6,7 @@ training stack.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,3 +30,16 @@ class ResultRow:
     def value(self, split: str, metric: str) -> float | None:
         v = self.metrics.get(split, {}).get(metric)
         return None if v is None else float(v)
+
+
+def canon(value: Any) -> str:
+    """A hashable, order-independent form of a config value (configs hold lists and dicts)."""
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def show_value(value: Any) -> str:
+    """A config value as tables and reports print it: strings bare, None as "none", lists and
+    dicts in their canonical JSON form. The one rendering for the CLI's tables and the HTML report."""
+    if isinstance(value, str):
+        return value
+    return "none" if value is None else canon(value) if isinstance(value, list | dict) else str(value)

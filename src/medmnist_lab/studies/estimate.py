@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from medmnist_lab.errors import MedMNISTLabError
-from medmnist_lab.experiments.spec import Cell
-from medmnist_lab.experiments.store import ResultStore
+from medmnist_lab.studies.spec import Cell
+from medmnist_lab.studies.store import ResultStore
 
 CACHE_ENV = "MEDMNIST_LAB_CACHE"
 MEASURE_BATCHES = 2  # timed training steps per measurement (after one warm-up epoch of the same size)
@@ -108,7 +108,7 @@ def image_counts(config: Any) -> dict[str, int]:
     here (a `train_npz`, a subset, synthetic samples added), else the registry's."""
     from medmnist_lab.data.paths import data_path
     from medmnist_lab.data.registry import SPLITS, get_dataset
-    from medmnist_lab.experiments import synthetic
+    from medmnist_lab.studies import synthetic
 
     info = get_dataset(config.dataset, warn_alias=False)
     official = data_path(info, config.size, config.root)
@@ -160,11 +160,11 @@ def measure(config: Any, threads: int) -> Speed:
 
     # What a study worker has loaded before its cell starts (the forkserver preloads it): without it
     # the first build would time torch._dynamo's import (~4 s) as part of every cell's setup.
-    import medmnist_lab.experiments.preload  # noqa: F401
+    import medmnist_lab.studies.preload  # noqa: F401
     from medmnist_lab.data.registry import get_dataset
     from medmnist_lab.engine.device import SCORE_PRECISION, resolve_precision
     from medmnist_lab.engine.train import build_session, train_one_epoch
-    from medmnist_lab.experiments import synthetic
+    from medmnist_lab.studies import synthetic
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)

@@ -11,4 +11,4 @@ import torch._dynamo  # (imported by the first optimizer)
 import torch.optim  # noqa: F401
 
 import medmnist_lab.engine  # (the package, its models and metrics)
-import medmnist_lab.experiments.worker  # noqa: F401
+import medmnist_lab.studies.worker  # noqa: F401

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from medmnist_lab.errors import MedMNISTLabError
-from medmnist_lab.experiments.spec import Cell, StudySpec, build_config, cell_hash, grid_points
-from medmnist_lab.experiments.store import ResultStore
+from medmnist_lab.studies.spec import Cell, StudySpec, build_config, cell_hash, grid_points
+from medmnist_lab.studies.store import ResultStore
 
 STARTUP_TRIALS = 5  # MedianPruner's default n_startup_trials
 
@@ -140,7 +140,7 @@ class Search:
 
     def chosen(self) -> str | None:
         """The trial with the best validation AUC (ties: the lowest hash); never chosen on test."""
-        from medmnist_lab.experiments.tables import best_trial
+        from medmnist_lab.studies.tables import best_trial
 
         rows = [r for r in self.store.rows(statuses=["done"], search=self.key) if _finite(r.value("val", "auc"))]
         return best_trial(rows).hash if rows else None
@@ -164,7 +164,7 @@ def plan_searches(spec: StudySpec, study_dir: Path) -> list[Search]:
 def chosen_rows(store: ResultStore) -> list[Any]:
     """The rows a table reports: grid cells as they are; of each search, only the trial chosen on
     validation (its test score is reported once, the other trials' never)."""
-    from medmnist_lab.experiments.tables import best_trial
+    from medmnist_lab.studies.tables import best_trial
 
     groups = store.search_groups()
     in_search = {h for members in groups.values() for h, _ in members}

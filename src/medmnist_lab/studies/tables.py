@@ -16,7 +16,6 @@ paired comparisons against a baseline, and published reference numbers.
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 import os
@@ -30,8 +29,7 @@ import numpy as np
 
 from medmnist_lab.data.registry import SPLITS
 from medmnist_lab.errors import MedMNISTLabError
-from medmnist_lab.experiments.records import ResultRow
-from medmnist_lab.experiments.references import ReferenceTable, get_reference
+from medmnist_lab.metrics.references import ReferenceTable, get_reference
 from medmnist_lab.metrics.stats import (
     ALPHA,
     CONFIDENCE,
@@ -43,17 +41,12 @@ from medmnist_lab.metrics.stats import (
     paired_difference,
     summarize,
 )
+from medmnist_lab.studies.rows import ResultRow, canon, show_value
 
-FORMATS: tuple[str, ...] = ("md", "csv", "latex", "json")
 DEFAULT_METRICS: tuple[str, ...] = ("auc", "acc")
 # Where and how a run was stored or executed: never part of what a table compares.
 IGNORED_FIELDS: tuple[str, ...] = ("name", "out_dir", "root", "device")
 PAIR_FIELD = "seed"
-
-
-def _canon(value: Any) -> str:
-    """A hashable, order-independent form of a config value (configs hold lists and dicts)."""
-    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _sort_key(value: Any) -> tuple[int, float, str]:
@@ -66,13 +59,7 @@ def _sort_key(value: Any) -> tuple[int, float, str]:
         return (1, float(value), "")
     if isinstance(value, str):
         return (2, 0.0, value)
-    return (3, 0.0, _canon(value))
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return "none" if value is None else _canon(value) if isinstance(value, list | dict) else str(value)
+    return (3, 0.0, canon(value))
 
 
 def _is_number(value: Any) -> bool:
@@ -182,7 +169,7 @@ def _config_fields(rows: Sequence[ResultRow]) -> list[str]:
 def default_group_by(rows: Sequence[ResultRow]) -> list[str]:
     """Config fields that vary across rows, except the seed and the bookkeeping fields."""
     fields = [f for f in _config_fields(rows) if f != PAIR_FIELD and f not in IGNORED_FIELDS]
-    varying = [f for f in fields if len({_canon(r.config.get(f)) for r in rows}) > 1]
+    varying = [f for f in fields if len({canon(r.config.get(f)) for r in rows}) > 1]
     return varying or [f for f in ("dataset", "model", "size") if f in fields]
 
 
@@ -192,23 +179,23 @@ def _valid_metrics(rows: Sequence[ResultRow], split: str) -> list[str]:
 
 def _match_value(rows: Sequence[ResultRow], fld: str, value: Any) -> Any:
     """The config value of `fld` equal to `value` (also "28" for 28, as a CLI passes it)."""
-    present = {_canon(r.config.get(fld)): r.config.get(fld) for r in rows}
-    if _canon(value) in present:
-        return present[_canon(value)]
-    by_text = [v for v in present.values() if _show(v) == str(value)]
+    present = {canon(r.config.get(fld)): r.config.get(fld) for r in rows}
+    if canon(value) in present:
+        return present[canon(value)]
+    by_text = [v for v in present.values() if show_value(v) == str(value)]
     if len(by_text) == 1:
         return by_text[0]
-    shown = ", ".join(_show(v) for v in sorted(present.values(), key=_sort_key))
+    shown = ", ".join(show_value(v) for v in sorted(present.values(), key=_sort_key))
     raise MedMNISTLabError(f"baseline {fld}='{value}' is not among the done runs; values of '{fld}': {shown}")
 
 
 def _pair_key(row: ResultRow, fields: Sequence[str], skip: str) -> tuple[str, ...]:
-    return tuple(_canon(row.config.get(f)) for f in fields if f != skip and f not in IGNORED_FIELDS)
+    return tuple(canon(row.config.get(f)) for f in fields if f != skip and f not in IGNORED_FIELDS)
 
 
 def common_value(rows: Sequence[ResultRow], fld: str) -> Any:
     """The value of config field `fld` shared by all `rows`; None where they differ."""
-    values = {_canon(r.config.get(fld)) for r in rows}
+    values = {canon(r.config.get(fld)) for r in rows}
     return rows[0].config.get(fld) if len(values) == 1 else None
 
 
@@ -290,7 +277,7 @@ def _group(
 ) -> list[GroupStats]:
     buckets: dict[tuple[str, ...], list[ResultRow]] = {}
     for r in done:
-        buckets.setdefault(tuple(_canon(r.config.get(f)) for f in group_by), []).append(r)
+        buckets.setdefault(tuple(canon(r.config.get(f)) for f in group_by), []).append(r)
     groups = []
     for key in sorted(buckets, key=lambda k: [_sort_key(buckets[k][0].config.get(f)) for f in group_by]):
         members = sorted(buckets[key], key=lambda r: (_sort_key(r.config.get(PAIR_FIELD)), r.hash))
@@ -327,12 +314,12 @@ def _add_comparisons(
     base_field, base_value = baseline
 
     def key(g: GroupStats, swap: bool = False) -> tuple[str, ...]:
-        return tuple(_canon(base_value if swap and f == base_field else g.group[f]) for f in group_by)
+        return tuple(canon(base_value if swap and f == base_field else g.group[f]) for f in group_by)
 
     by_key = {key(g): g for g in groups}
     labels: dict[tuple[str, int, str, str], np.ndarray | str] = {}  # split labels, read once per table
     for g in groups:
-        if _canon(g.group[base_field]) == _canon(base_value):
+        if canon(g.group[base_field]) == canon(base_value):
             g.is_baseline = True
             continue
         base = by_key.get(key(g, swap=True))
@@ -402,7 +389,7 @@ def _delong_cells(
 ) -> tuple[list[DeLongCell] | None, str | None]:
     from medmnist_lab.data.registry import get_dataset
 
-    if any(_canon(a.config.get("dataset")) != _canon(b.config.get("dataset")) for a, b in pairs):
+    if any(canon(a.config.get("dataset")) != canon(b.config.get("dataset")) for a, b in pairs):
         return None, None  # different test sets: DeLong compares classifiers on the same samples
     # Sizes may differ: a dataset's 28/64/128/224 px files hold the same samples in the same order
     # (checked below: the two files' labels must be identical).
@@ -497,44 +484,3 @@ def _positive_scores(row: ResultRow, flag: str, size: int, split: str, n: int) -
 
 # ---------------------------------------------------------------------------------------------
 # Formatting
-
-
-def build_table(
-    rows: Sequence[ResultRow],
-    group_by: Sequence[str] | None = None,
-    metrics: Sequence[str] = DEFAULT_METRICS,
-    split: str = "test",
-    baseline: tuple[str, Any] | None = None,
-    reference: str | None = None,
-    fmt: str = "md",
-    *,
-    confidence: float = CONFIDENCE,
-    alpha: float = ALPHA,
-    delong: bool = True,
-    data_root: str | os.PathLike[str] | None = None,
-) -> str:
-    """A table of `rows` in `fmt` (md, csv, latex, json).
-
-    group_by: config fields defining a group (default: those that vary, except seed).
-    baseline: (FIELD, VALUE), e.g. ("model", "resnet18"): compare every group with the group
-    that has FIELD=VALUE and the same other group-by values, paired by seed.
-    reference: a reference table (official, seed, medmnist-plus) printed beside each group.
-    data_root: where the dataset files are for DeLong's labels (default: each run's `root`).
-    """
-    if fmt not in FORMATS:
-        raise MedMNISTLabError(f"unknown table format '{fmt}'; choose one of: {', '.join(FORMATS)}")
-    data = compute_table(
-        rows,
-        group_by,
-        metrics,
-        split,
-        baseline,
-        reference,
-        confidence=confidence,
-        alpha=alpha,
-        delong=delong,
-        data_root=data_root,
-    )
-    from medmnist_lab.experiments import table_format  # (imports this module)
-
-    return table_format.FORMATTERS[fmt](data)

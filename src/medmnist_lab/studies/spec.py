@@ -19,9 +19,7 @@ are (name, out_dir, root): the same experiment hashes alike wherever it runs.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
-import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,30 +29,17 @@ from typing import Any
 
 import yaml
 
+from medmnist_lab.engine.config import LATER_FIELDS, LOCATION_FIELDS, RunConfig, cell_hash
 from medmnist_lab.errors import MedMNISTLabError
 
-# Where a run's files go, not what it computes: never part of a cell's identity.
-LOCATION_FIELDS = ("name", "out_dir", "root")
+__all__ = ["LATER_FIELDS", "LOCATION_FIELDS", "cell_hash"]  # re-exported: they live with the config
+
 SPEC_KEYS = ("name", "description", "base", "axes", "include", "exclude", "trials", "search")
 RANGE_KINDS = ("uniform", "log_uniform", "int", "log_int")
 
 
 def config_fields() -> list[str]:
-    from medmnist_lab.engine.config import RunConfig
-
     return [f.name for f in dataclasses.fields(RunConfig)]
-
-
-# Fields added to RunConfig after studies existed, with the value that means "as before": left out
-# of the hash at that value, so the cells of existing studies keep their hashes.
-LATER_FIELDS: dict[str, Any] = {"ema": 0.0, "tta": False, "precision": "auto"}
-
-
-def cell_hash(config: dict[str, Any]) -> str:
-    ident = {
-        k: v for k, v in config.items() if k not in LOCATION_FIELDS and not (k in LATER_FIELDS and v == LATER_FIELDS[k])
-    }
-    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -210,7 +195,7 @@ def load_yaml(path: Path) -> Any:
 
 
 def builtin_names() -> list[str]:
-    folder = resources.files("medmnist_lab.experiments") / "studies"
+    folder = resources.files("medmnist_lab.studies") / "builtin"
     return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
@@ -226,7 +211,7 @@ def load_spec(name_or_path: str) -> StudySpec:
         from medmnist_lab.errors import unknown_name
 
         raise unknown_name("study", name_or_path, names)
-    text = (resources.files("medmnist_lab.experiments") / "studies" / f"{name_or_path}.yaml").read_text()
+    text = (resources.files("medmnist_lab.studies") / "builtin" / f"{name_or_path}.yaml").read_text()
     return parse_spec(yaml.safe_load(text), name_or_path)
 
 
@@ -328,7 +313,7 @@ def missing_data_files(cells: Sequence[Cell]) -> list[str]:
     """Data files the cells need that are not on disk (checked before any work starts)."""
     from medmnist_lab.data.paths import data_path
     from medmnist_lab.data.registry import get_dataset
-    from medmnist_lab.experiments import synthetic
+    from medmnist_lab.studies import synthetic
 
     missing: dict[str, None] = {}
     for cell in cells:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from medmnist_lab.errors import MedMNISTLabError
-from medmnist_lab.experiments.records import ResultRow
+from medmnist_lab.studies.rows import ResultRow
 
 SCHEMA_VERSION = 1
 DB_NAME = "results.db"

@@ -48,7 +48,7 @@ class ReferenceTable:
 
     @cached_property
     def _loaded(self) -> tuple[str, dict[Key, float]]:
-        text = (resources.files("medmnist_lab.experiments") / "reference" / self.filename).read_text("utf-8")
+        text = (resources.files("medmnist_lab.metrics") / "reference" / self.filename).read_text("utf-8")
         lines = text.splitlines()
         header: list[str] = []
         for line in lines:

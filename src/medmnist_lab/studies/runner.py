@@ -22,10 +22,10 @@ from tqdm.auto import tqdm
 
 from medmnist_lab.engine.runfolder import KEEP_CHOICES
 from medmnist_lab.errors import MedMNISTLabError
-from medmnist_lab.experiments.backends import BackendOptions, create_backend
-from medmnist_lab.experiments.spec import Cell, StudySpec, expand, missing_data_files
-from medmnist_lab.experiments.store import ResultStore
-from medmnist_lab.experiments.worker import CellTask
+from medmnist_lab.studies.backends import BackendOptions, create_backend
+from medmnist_lab.studies.spec import Cell, StudySpec, expand, missing_data_files
+from medmnist_lab.studies.store import ResultStore
+from medmnist_lab.studies.worker import CellTask
 
 POLL_SECONDS = 0.5
 
@@ -77,7 +77,7 @@ def plan(spec: StudySpec, study_dir: Path) -> tuple[list[Cell], list[Any]]:
     """(grid cells, searches), every cell checked (fields, values, data files) before any work
     starts; a search is checked through its template cell (the ranges' lower ends)."""
     if spec.is_search:
-        from medmnist_lab.experiments.search import plan_searches
+        from medmnist_lab.studies.search import plan_searches
 
         searches = plan_searches(spec, study_dir)
         check_data([s.template for s in searches])
