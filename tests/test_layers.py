@@ -79,3 +79,20 @@ def test_import_linter_contract_is_kept() -> None:
     done = subprocess.run([exe], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:]
     assert "1 kept, 0 broken" in done.stdout
+
+
+def test_the_old_package_name_still_imports_with_a_deprecation_warning() -> None:
+    import importlib
+    import warnings
+
+    sys.modules.pop("medmnist_lab.experiments", None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        old = importlib.import_module("medmnist_lab.experiments.spec")
+        moved = importlib.import_module("medmnist_lab.experiments.references")
+    import medmnist_lab.metrics.references as references
+    import medmnist_lab.studies.spec as spec
+
+    assert old is spec and moved is references
+    assert spec.__spec__.name == "medmnist_lab.studies.spec"  # the alias leaves the module's own spec
+    assert any(issubclass(w.category, DeprecationWarning) and "medmnist_lab.studies" in str(w.message) for w in caught)

@@ -13,7 +13,7 @@ from medmnist_lab.lazy import lazy_exports
 if TYPE_CHECKING:
     from medmnist_lab.engine.config import RECIPES, RunConfig, resolve_config
     from medmnist_lab.engine.scoring import EnsembleResult, EvalResult, evaluate, evaluate_ensemble, load_model
-    from medmnist_lab.engine.train import RunResult, fit
+    from medmnist_lab.engine.train import RunResult, Session, build_session, fit, train_step
 
 _EXPORTS = {
     "EnsembleResult": "medmnist_lab.engine.scoring",
@@ -26,6 +26,9 @@ _EXPORTS = {
     "resolve_config": "medmnist_lab.engine.config",
     "RunResult": "medmnist_lab.engine.train",
     "fit": "medmnist_lab.engine.train",
+    "Session": "medmnist_lab.engine.train",
+    "build_session": "medmnist_lab.engine.train",
+    "train_step": "medmnist_lab.engine.train",
 }
 __getattr__ = lazy_exports(__name__, _EXPORTS)
 __all__ = [
@@ -34,9 +37,12 @@ __all__ = [
     "EvalResult",
     "RunConfig",
     "RunResult",
+    "Session",
+    "build_session",
     "evaluate",
     "evaluate_ensemble",
     "fit",
     "load_model",
     "resolve_config",
+    "train_step",
 ]

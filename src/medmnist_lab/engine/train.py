@@ -219,32 +219,41 @@ def build_session(config: RunConfig, info: DatasetInfo) -> Session:
     )
 
 
+def train_step(s: Session, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """One optimisation step of `fit` on one batch from `s.batches` (normalised, augmented): the
+    recipe's batch mixing, forward in the session's precision, loss, backward (through the grad
+    scaler for fp16), optimizer, EMA and scheduler. Returns the batch's mean loss, detached and on
+    the device (no host sync). The one training step: `fit`, the dry-run estimate and the
+    benchmark scripts all run this."""
+    target: torch.Tensor = y
+    if s.augment is not None and s.augment.mixes:
+        x, target = s.augment.mix(x, dense_targets(y, s.info.n_classes, s.info.is_multilabel), s.aug_generator)
+    with autocast(s.device, s.precision):
+        logits = s.step_model(x)
+    loss = task_loss(logits, target, s.info.is_multilabel, s.config.label_smoothing)
+    s.optimizer.zero_grad(set_to_none=True)
+    if s.scaler is not None:
+        s.scaler.scale(loss).backward()
+        s.scaler.step(s.optimizer)
+        s.scaler.update()
+    else:
+        loss.backward()
+        s.optimizer.step()
+    if s.ema is not None:
+        s.ema.update(s.model)
+    s.scheduler.step()
+    return loss.detach()
+
+
 def train_one_epoch(s: Session, progress: bool) -> float:
     """One pass over the training batches; returns the mean training loss (may be non-finite)."""
     s.step_model.train()
-    info = s.info
     loss_sum = torch.zeros((), device=s.device)
     seen = 0
     for x, y in tqdm(s.batches, desc="  train", leave=False, disable=not progress, unit="batch"):
-        target: torch.Tensor = y
-        if s.augment is not None and s.augment.mixes:
-            x, target = s.augment.mix(x, dense_targets(y, info.n_classes, info.is_multilabel), s.aug_generator)
-        with autocast(s.device, s.precision):
-            logits = s.step_model(x)
-        loss = task_loss(logits, target, info.is_multilabel, s.config.label_smoothing)
-        s.optimizer.zero_grad(set_to_none=True)
-        if s.scaler is not None:
-            s.scaler.scale(loss).backward()
-            s.scaler.step(s.optimizer)
-            s.scaler.update()
-        else:
-            loss.backward()
-            s.optimizer.step()
-        if s.ema is not None:
-            s.ema.update(s.model)
-        s.scheduler.step()
+        loss = train_step(s, x, y)
         # Accumulated on the device: no host sync per step.
-        loss_sum += loss.detach() * x.shape[0]
+        loss_sum += loss * x.shape[0]
         seen += x.shape[0]
     return float(loss_sum) / max(seen, 1)
 
