@@ -59,6 +59,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         size=args.size,
         precision=args.precision,
+        tta=args.tta,
     )
     out = save_eval(result)
     show(args, result, f"{result.config.dataset}_{result.config.size} {args.split}")
@@ -103,6 +104,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         size=args.size,
         precision=args.precision,
+        tta=args.tta,
     )
     if not args.json:
         for m in result.members:
@@ -144,6 +146,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="refuse unless the checkpoint was trained at this size",
     )
     p.add_argument("--device", default=None, help="auto, cpu, cuda or mps (default: the run's)")
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="score each image with its horizontal mirror too, as `predict --tta` (runs trained with --tta always are)",
+    )
     p.add_argument(
         "--predictions",
         action="store_true",

@@ -87,7 +87,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files, folders or .npz files")
     p.add_argument("-o", "--output", type=Path, default=None, help="write .csv or .json here (default: CSV to stdout)")
     p.add_argument("--format", choices=("csv", "json"), default=None, help="stdout format without -o (default csv)")
-    p.add_argument("--tta", action="store_true", help="average each image with its horizontal mirror")
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="add each image's horizontal mirror (logits averaged, as `evaluate --tta`; a --tta run has it already)",
+    )
     p.add_argument("--batch-size", type=positive_int, default=256, help="images per forward pass")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (PyTorch checkpoints; default cpu)")
     p.add_argument("--explain", type=Path, default=None, metavar="DIR", help="write a Grad-CAM overlay per image here")

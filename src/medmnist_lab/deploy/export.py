@@ -3,7 +3,11 @@
 The exported graph is the whole inference path: input float32 (N, C, S, S) holding the pixel
 values 0..255 (the uint8 images as floats; any batch size), normalised inside exactly as the
 training engine does (x / 255 - mean) / std, then the network, then softmax (single-label) or
-sigmoid (multi-label, and one-logit binary heads): output (N, K) probabilities. What the model is
+sigmoid (multi-label, and one-logit binary heads): output (N, K) probabilities. A run trained with
+`tta` has its test-time flip in the graph, by the engine's own `flip_logits` (the logits of the
+image and of its mirror averaged, then scored). An ONNX graph has a second output, `logits`, the
+(N, K) logits the probabilities are computed from, which lets `predict --tta` add the mirror to a
+model trained without it by that same rule (TorchScript keeps its one output). What the model is
 (`ModelInfo`: dataset, task, label names, size, channels, mean/std, the run's metrics, config and
 its hash) goes inside the file: ONNX `metadata_props` / a TorchScript extra file, both under the
 key `medmnist_lab`, as JSON.
@@ -19,7 +23,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from medmnist_lab.deploy.predictor import METADATA_KEY, ModelInfo, info_from_checkpoint
+from medmnist_lab.deploy.predictor import LOGITS_OUTPUT, METADATA_KEY, ModelInfo, info_from_checkpoint
+from medmnist_lab.engine.inference import flip_logits
 from medmnist_lab.errors import MedMNISTLabError
 from medmnist_lab.outputs import atomic_path
 
@@ -28,22 +33,23 @@ SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
 
 
 class Deployable(nn.Module):
-    """Pixels 0..255 -> probabilities, with the engine's normalisation and score function."""
+    """Pixels 0..255 -> probabilities (and, with `with_logits`, the logits they come from), with the
+    engine's normalisation, test-time flips and score function."""
 
-    def __init__(self, model: nn.Module, info: ModelInfo) -> None:
+    def __init__(self, model: nn.Module, info: ModelInfo, with_logits: bool = False) -> None:
         super().__init__()
         self.model = model
         self.scale = 1.0 / (255.0 * info.std)  # the batcher's x * scale + shift
         self.shift = -info.mean / info.std
         self.sigmoid = info.multilabel or len(info.label_names) == 1
-        self.tta = bool(info.config.get("tta", False))  # a model trained with tta is scored with it
+        self.tta = info.trained_with_flips  # a model trained with tta is scored with it, as in evaluate
+        self.with_logits = with_logits
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         x = images * self.scale + self.shift
-        logits = self.model(x)
-        if self.tta:
-            logits = (logits + self.model(x.flip(-1))) / 2
-        return torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, dim=1)
+        logits = flip_logits(self.model, x, self.tta)
+        probs = torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, dim=1)
+        return (probs, logits) if self.with_logits else probs
 
 
 def default_output(checkpoint: Path, fmt: str) -> Path:
@@ -59,7 +65,7 @@ def export_model(checkpoint: str | os.PathLike[str], fmt: str, out: str | os.Pat
     checkpoint, out = Path(checkpoint), Path(out)
     model, state = load_model(checkpoint, "cpu")
     info = info_from_checkpoint(state, checkpoint)
-    wrapper = Deployable(model, info).eval()
+    wrapper = Deployable(model, info, with_logits=fmt == "onnx").eval()
     example = torch.full((2, info.channels, info.size, info.size), 127.0)
     meta = json.dumps(info.to_dict())
     with atomic_path(out) as tmp:
@@ -85,7 +91,7 @@ def _export_onnx(wrapper: nn.Module, example: torch.Tensor, path: Path, meta: st
         wrapper,
         (example,),
         input_names=["images"],
-        output_names=["probabilities"],
+        output_names=["probabilities", LOGITS_OUTPUT],
         dynamic_shapes={"images": {0: batch}},
         dynamo=True,
         verbose=False,

@@ -4,7 +4,10 @@ or an exported .onnx file (ONNX Runtime), with the same preprocessing and the sa
 A checkpoint runs through the engine's own `predict` and `scores_from_logits`, so probabilities
 are exactly those of `evaluate`. An ONNX file holds the normalisation and the softmax/sigmoid in its
 graph (see export.py) and its metadata says which dataset, labels, size and channels it expects.
-`tta=True` averages the probabilities of each image and its horizontal mirror.
+`tta=True` adds each image's horizontal mirror by the engine's one rule (`engine.inference.
+flip_logits`: the two views' logits averaged, then scored), so `predict --tta` gives the numbers of
+`evaluate --tta`. A model whose run trained with `tta` flips already (in `predict`, and inside its
+exported graph); asking again runs nothing more: the mirror runs once.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from medmnist_lab.errors import CheckpointError, MedMNISTLabError
 from medmnist_lab.metrics.official import MULTI_LABEL
 
 METADATA_KEY = "medmnist_lab"  # the ONNX metadata_props key / TorchScript extra file holding ModelInfo
+LOGITS_OUTPUT = "logits"  # an ONNX export's second output: what its probabilities are computed from
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,11 @@ class ModelInfo:
     @property
     def multilabel(self) -> bool:
         return self.task == MULTI_LABEL
+
+    @property
+    def trained_with_flips(self) -> bool:
+        """The run scored with test-time flips (`tta`), so its model includes them wherever it runs."""
+        return bool(self.config.get("tta", False))
 
     @property
     def input_spec(self) -> InputSpec:
@@ -108,12 +117,7 @@ class Predictor:
         return TorchPredictor(path, device, precision)
 
     def probabilities(self, images: np.ndarray, tta: bool = False, batch_size: int = 256) -> np.ndarray:
-        probs = self._run(images, batch_size)
-        if tta:  # the mirror image: a flip that keeps every MedMNIST label meaningful
-            probs = (probs + self._run(np.ascontiguousarray(images[..., ::-1]), batch_size)) / 2
-        return probs
-
-    def _run(self, images: np.ndarray, batch_size: int) -> np.ndarray:
+        """`tta`: each image with its horizontal mirror too (see the module's docstring)."""
         raise NotImplementedError
 
 
@@ -132,10 +136,12 @@ class TorchPredictor(Predictor):
         self.precision = scoring_precision(self.device, precision, self.config)
         self.dataset = get_dataset(self.info.dataset, warn_alias=False)
 
-    def _run(self, images: np.ndarray, batch_size: int) -> np.ndarray:
+    def probabilities(self, images: np.ndarray, tta: bool = False, batch_size: int = 256) -> np.ndarray:
+        """Exactly `evaluate`'s code path: the engine's `predict` (with its flips when the run trained
+        with them or `tta` asks for them, once), then `scores_from_logits`."""
         from dataclasses import replace
 
-        from medmnist_lab.engine.inference import predict
+        from medmnist_lab.engine.inference import predict, uses_flips
         from medmnist_lab.metrics.official import scores_from_logits
 
         data = SplitData(
@@ -146,7 +152,7 @@ class TorchPredictor(Predictor):
             labels=torch.zeros(len(images), 1, dtype=torch.int64),
             source=Path("<predict>"),
         )
-        config = replace(self.config, eval_batch_size=batch_size)
+        config = replace(self.config, eval_batch_size=batch_size, tta=uses_flips(self.config.tta, tta))
         logits = predict(self.model, data, config, self.device, self.precision, channels_last=False)
         return scores_from_logits(logits, self.info.task)
 
@@ -170,10 +176,36 @@ class OnnxPredictor(Predictor):
             raise CheckpointError(f"{path} was not exported by medmnist-lab (no '{METADATA_KEY}' metadata)")
         self.info = ModelInfo.from_dict(json.loads(meta[METADATA_KEY]))
         self.input_name = self.session.get_inputs()[0].name
+        # Exports before the logits output had probabilities only; they still run, without --tta flips.
+        self.has_logits = LOGITS_OUTPUT in {o.name for o in self.session.get_outputs()}
 
-    def _run(self, images: np.ndarray, batch_size: int) -> np.ndarray:
-        out = [
-            self.session.run(None, {self.input_name: images[i : i + batch_size].astype(np.float32)})[0]
+    def probabilities(self, images: np.ndarray, tta: bool = False, batch_size: int = 256) -> np.ndarray:
+        """The graph's logits scored as `evaluate` scores them (`scores_from_logits`, float64). A graph
+        exported from a run trained with `tta` flips inside; for any other `tta` adds the mirror here
+        with the engine's `flip_logits`, so either way the mirror runs once, by the one rule."""
+        from medmnist_lab.engine.inference import flip_logits
+        from medmnist_lab.metrics.official import scores_from_logits
+
+        flip_here = tta and not self.info.trained_with_flips  # a tta run's graph has its mirror already
+        n_classes = len(self.info.label_names)
+        if not self.has_logits:
+            if flip_here:
+                raise MedMNISTLabError(
+                    "this .onnx file was exported by an older medmnist-lab without a logits output, which "
+                    "--tta needs; export the checkpoint again (`medmnist-lab export CHECKPOINT`)"
+                )
+            out = [self._output(None, images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+            return np.concatenate(out).astype(np.float64) if out else np.zeros((0, n_classes))
+        logits = [
+            flip_logits(self._logits, torch.from_numpy(images[i : i + batch_size].astype(np.float32)), flip_here)
             for i in range(0, len(images), batch_size)
         ]
-        return np.concatenate(out).astype(np.float64) if out else np.zeros((0, len(self.info.label_names)))
+        return scores_from_logits(torch.cat(logits), self.info.task) if logits else np.zeros((0, n_classes))
+
+    def _output(self, name: str | None, pixels: np.ndarray) -> np.ndarray:
+        """One output of the graph (None: its first, the probabilities) for float32 pixels 0..255."""
+        return self.session.run(None if name is None else [name], {self.input_name: pixels.astype(np.float32)})[0]
+
+    def _logits(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The graph as a batch -> logits function, for `flip_logits` (pixels 0..255 as float32)."""
+        return torch.from_numpy(self._output(LOGITS_OUTPUT, pixels.contiguous().numpy()))

@@ -1,7 +1,14 @@
-"""Prediction and scoring: large batches under inference mode, official metrics plus extras."""
+"""Prediction and scoring: large batches under inference mode, official metrics plus extras.
+
+Test-time flips live here, once: `flip_logits` is the only code that runs a model on an image's
+horizontal mirror, and its rule is "average the two views' logits, then score the average".
+`evaluate`, fit's val/test scoring, the PyTorch and ONNX predictors and the exported graph all call
+it, so a model gives the same probabilities whichever of them runs it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +25,30 @@ from medmnist_lab.memory import check_fits
 from medmnist_lab.metrics.extra import extra_metrics
 from medmnist_lab.metrics.official import Metrics, official_metrics, scores_from_logits
 from medmnist_lab.metrics.submission import write_submission
+
+Forward = Callable[[torch.Tensor], torch.Tensor]  # (N, C, S, S) images -> (N, K) logits
+
+
+def uses_flips(trained_with_tta: bool, requested: bool = False) -> bool:
+    """Whether scoring runs the mirror: a run trained with `tta` is always scored with it (its val
+    selection was), and a caller may ask for it on any other model. Either way the mirror runs once:
+    asking again for a model that flips already adds nothing."""
+    return bool(trained_with_tta) or bool(requested)
+
+
+def flip_logits(forward: Forward, x: torch.Tensor, flip: bool) -> torch.Tensor:
+    """Float32 logits of `x`, and with `flip` the mean of those of `x` and of its horizontal mirror
+    (a flip that keeps every MedMNIST label meaningful). Logits are averaged rather than
+    probabilities so that the result is one model's logits, scored by the task's one score function
+    (softmax/sigmoid) wherever it runs: in PyTorch, in an ONNX graph, in float64 for the metrics.
+
+    `forward` is any batch -> logits function (a module, an ONNX session's logits output); the flip
+    is on the last (width) axis, which commutes with the per-pixel normalisation, so raw pixels and
+    normalised inputs flip alike."""
+    logits = forward(x).float()
+    if flip:
+        logits = (logits + forward(x.flip(-1)).float()) / 2
+    return logits
 
 
 def eval_batch_size(config: RunConfig) -> int:
@@ -54,7 +85,8 @@ def predict(
     precision: Precision,
     channels_last: bool,
 ) -> torch.Tensor:
-    """Logits (N, K) float32 on the CPU, in the order of the split."""
+    """Logits (N, K) float32 on the CPU, in the order of the split; with `config.tta`, those of each
+    image and its mirror averaged (`flip_logits`)."""
     model.eval()
     batches = DeviceBatcher(
         data.images,
@@ -69,9 +101,7 @@ def predict(
     out = []
     for x, _ in batches:
         with autocast(device, precision):
-            logits = model(x).float()
-            if config.tta:  # the mirror image too; logits averaged (the split is scored once either way)
-                logits = (logits + model(x.flip(-1)).float()) / 2
+            logits = flip_logits(model, x, config.tta)
         out.append(logits)
     return torch.cat(out).cpu()
 

@@ -23,6 +23,7 @@ from medmnist_lab.engine.inference import (
     predict,
     score_probabilities,
     score_split,
+    uses_flips,
 )
 from medmnist_lab.engine.train import build_model
 from medmnist_lab.errors import MedMNISTLabError
@@ -42,6 +43,7 @@ class EvalResult:
             "checkpoint": str(self.checkpoint),
             "split": self.split,
             "precision": self.precision,
+            "tta": self.config.tta,  # scored with test-time flips (trained in, or asked for)
             **self.result.to_dict(),
         }
 
@@ -66,10 +68,13 @@ def evaluate(
     dataset: str | None = None,
     size: int | None = None,
     precision: str = SCORE_PRECISION,
+    tta: bool = False,
 ) -> EvalResult:
     """Score `checkpoint` on `split` of its dataset; `dataset`/`size`, when given, must match it.
-    `precision` defaults to fp32 whatever the run trained in: the same numbers on every CPU."""
-    return _evaluate(checkpoint, split, root, device, dataset, size, precision)[0]
+    `precision` defaults to fp32 whatever the run trained in: the same numbers on every CPU.
+    `tta` scores each image with its mirror too (`predict --tta`'s numbers); a run trained with
+    `tta` is scored so anyway, and its mirror still runs once."""
+    return _evaluate(checkpoint, split, root, device, dataset, size, precision, tta)[0]
 
 
 def _evaluate(
@@ -80,13 +85,14 @@ def _evaluate(
     dataset: str | None,
     size: int | None,
     precision: str = SCORE_PRECISION,
+    tta: bool = False,
 ) -> tuple[EvalResult, SplitData]:
     """`evaluate`, also returning the split it loaded (an ensemble scores its average on it)."""
     if split not in SPLITS:
         raise MedMNISTLabError(f"unknown split '{split}'; choose one of: {', '.join(SPLITS)}")
     state = load_checkpoint(checkpoint)
     config = RunConfig.from_dict(state["config"])
-    config = replace(config, root=root or config.root, device=device or config.device)
+    config = replace(config, root=root or config.root, device=device or config.device, tta=uses_flips(config.tta, tta))
     if dataset is not None or size is not None:
         info = get_dataset(dataset or config.dataset)
         check_compatible(state, info.flag, size or config.size, info.n_classes, f"checkpoint {checkpoint}")
@@ -143,10 +149,12 @@ def evaluate_ensemble(
     dataset: str | None = None,
     size: int | None = None,
     precision: str = SCORE_PRECISION,
+    tta: bool = False,
 ) -> EnsembleResult:
     """Average the probabilities of several checkpoints of one dataset and size on `split`, and score
     the average with the official metrics (for single-label tasks the average is still a distribution,
-    so ACC is its argmax, and the binary threshold applies to the averaged positive class)."""
+    so ACC is its argmax, and the binary threshold applies to the averaged positive class). `tta`: each
+    member with test-time flips, as `evaluate`'s."""
     paths = [Path(c) for c in checkpoints]
     if len(paths) < 2:
         raise MedMNISTLabError(f"an ensemble needs at least two checkpoints, got {len(paths)}")
@@ -156,7 +164,7 @@ def evaluate_ensemble(
         if key in seen:
             raise MedMNISTLabError(f"checkpoint {path} is listed twice; an ensemble averages different models")
         seen.add(key)
-    scored = [_evaluate(p, split, root, device, dataset, size, precision) for p in paths]
+    scored = [_evaluate(p, split, root, device, dataset, size, precision, tta) for p in paths]
     members = [member for member, _ in scored]
     first = members[0].config
     for m in members[1:]:
