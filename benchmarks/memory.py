@@ -83,11 +83,12 @@ def child(root: str, width: int, batch: int, steps: int) -> None:
     from medmnist_lab.engine.inference import predict
     from medmnist_lab.engine.schedule import build_optimizer
     from medmnist_lab.engine.tasks import task_loss
-    from medmnist_lab.engine.train import build_model, build_session
+    from medmnist_lab.engine.train import build_model, build_session, train_step
 
     info = get_dataset("breastmnist")
     config = resolve_config("breastmnist", size=SIZE, root=root, width=width, batch_size=batch, amp=False)
-    # 1. the model's own
+    # 1. the model's own: weights, gradients and optimizer state of one bare step, no data loaded
+    # (the baseline that part 2's data path is measured against; not a `fit` step on purpose)
     model = build_model(config, info)
     opt = build_optimizer(model, config)
     x = torch.randn(batch, 1, SIZE, SIZE)
@@ -112,10 +113,7 @@ def child(root: str, width: int, batch: int, steps: int) -> None:
     s.step_model.train()
     done = 0
     for xb, yb in s.batches:
-        loss = task_loss(s.step_model(xb), yb, False)
-        s.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        s.optimizer.step()
+        train_step(s, xb, yb)
         done += 1
         if done == steps:
             break

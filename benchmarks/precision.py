@@ -1,5 +1,7 @@
-"""fp32 vs bf16 autocast, with and without channels_last: one full ResNet training step each,
-the variants interleaved in every repetition so drifting load hits them alike; medians.
+"""fp32 vs bf16 autocast, with and without channels_last: `engine.train_step` (the step `fit` runs)
+on one batch each, the variants interleaved in every repetition so drifting load hits them alike;
+medians. Each variant is a Session of the `medmnist-v2` recipe over synthetic RetinaMNIST-shaped
+images (3 channels, 5 classes; benchmarks/_session.py).
 
     python benchmarks/precision.py --model resnet18 --size 28 --reps 4
 """
@@ -8,18 +10,20 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+from _session import endless_batches, sync, synthetic_session
 
-from medmnist_lab.models import create_model
+from medmnist_lab.engine import Session, train_step
 
-VARIANTS = {  # name: (autocast dtype or None, channels_last)
-    "fp32": (None, False),
-    "fp32+channels_last": (None, True),
-    "bf16": (torch.bfloat16, False),
-    "bf16+channels_last": (torch.bfloat16, True),
+VARIANTS = {  # name: (RunConfig.precision, channels_last)
+    "fp32": ("fp32", False),
+    "fp32+channels_last": ("fp32", True),
+    "bf16": ("bf16", False),
+    "bf16+channels_last": ("bf16", True),
 }
 
 
@@ -29,36 +33,35 @@ def main() -> None:
     p.add_argument("--size", type=int, default=28)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--reps", type=int, default=4)
+    p.add_argument("--device", default="cpu")
     args = p.parse_args()
-    torch.manual_seed(0)
-    x = torch.randn(args.batch_size, 3, args.size, args.size)
-    y = torch.randint(0, 5, (args.batch_size,))
-    setups = {}
-    for name, (dtype, cl) in VARIANTS.items():
-        model = create_model(args.model, 3, 5, args.size)
-        if cl:
-            model = model.to(memory_format=torch.channels_last)
-        setups[name] = (model, torch.optim.Adam(model.parameters()), dtype, cl)
+    tmp = tempfile.TemporaryDirectory()
+    sessions: dict[str, Session] = {}
+    batches: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for name, (precision, cl) in VARIANTS.items():
+        s = synthetic_session(
+            Path(tmp.name), "retinamnist", args.size, args.batch_size, model=args.model,
+            batch_size=args.batch_size, device=args.device, precision=precision, channels_last=cl,
+        )  # fmt: skip
+        s.step_model.train()
+        sessions[name], batches[name] = s, next(endless_batches(s))
 
     def step(name: str) -> float:
-        model, opt, dtype, cl = setups[name]
-        xx = x.contiguous(memory_format=torch.channels_last) if cl else x
+        s = sessions[name]
+        sync(s.device)
         t = time.perf_counter()
-        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            out = model(xx)
-        loss = F.cross_entropy(out.float(), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        train_step(s, *batches[name])
+        sync(s.device)
         return time.perf_counter() - t
 
-    for name in setups:  # warm-up: oneDNN builds its kernels on first use
+    for name in sessions:  # warm-up: oneDNN builds its kernels on first use
         step(name)
         step(name)
-    times: dict[str, list[float]] = {n: [] for n in setups}
+    times: dict[str, list[float]] = {n: [] for n in sessions}
     for _ in range(args.reps):
-        for name in setups:
+        for name in sessions:
             times[name].append(step(name))
+    tmp.cleanup()
     base = statistics.median(times["fp32"])
     print(
         f"{args.model}, {args.size} px, batch {args.batch_size}, torch {torch.__version__}, "

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from medmnist_lab.engine import evaluate_ensemble
 
@@ -39,3 +42,42 @@ def test_ensembles_script_refuses_too_few_seeds(tmp_path):
     cmd = [sys.executable, str(BENCH / "ensembles.py"), "--seeds", "0", "1", "-k", "5", "-o", str(tmp_path / "x")]
     bad = subprocess.run(cmd, capture_output=True, text=True)
     assert bad.returncode != 0 and "2 seeds make no group of 5" in bad.stderr
+
+
+def test_no_benchmark_script_has_its_own_training_step():
+    # Every script that times training runs `engine.train_step` (benchmarks/_session.py builds the
+    # Session as `fit` does). memory.py's first part is a bare backward on purpose: the model's own
+    # memory before any data is loaded, the baseline of its measurement.
+    own_steps = sorted(p.name for p in BENCH.glob("*.py") if ".backward(" in p.read_text())
+    assert own_steps == ["memory.py"]
+    pattern = re.compile(r"\btrain_(step|one_epoch)\(")
+    users = sorted(p.name for p in BENCH.glob("*.py") if pattern.search(p.read_text()))
+    assert users == ["augment_cost.py", "epoch_projection.py", "memory.py", "precision.py", "throughput.py"]
+
+
+def _run(script: str, *args: str) -> str:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(BENCH / script), *args], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def _table(text: str) -> dict[str, list[str]]:
+    rows = [line.strip("|").split("|") for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    return {r[0].strip(): [c.strip() for c in r[1:]] for r in rows[1:]}
+
+
+@pytest.mark.slow
+def test_step_benchmarks_run_the_engine_step_on_tiny_settings():
+    table = _table(_run("throughput.py", "--models", "resnet18", "--sizes", "28", "--batch-size", "8",
+                        "--steps", "1", "--warmup", "1", "--reps", "1", "--precision", "fp32"))  # fmt: skip
+    (row,) = table.values()
+    assert row[:2] == ["28", "off"] and float(row[2]) > 0 and float(row[3]) > 0
+    table = _table(_run("precision.py", "--size", "28", "--batch-size", "8", "--reps", "1"))
+    assert list(table) == ["fp32", "fp32+channels_last", "bf16", "bf16+channels_last"]
+    assert table["fp32"][2] == "1.00x"
+    table = _table(_run("augment_cost.py", "--steps", "1", "--warmup", "0", "--batch-size", "8",
+                        "--policies", "none", "mixup", "trivialaugment", "--precision", "fp32"))  # fmt: skip
+    assert list(table) == ["none", "mixup", "trivialaugment"] and table["none"][1] == "1.000"
+    out = _run("epoch_projection.py", "--device", "cpu", "--fraction", "0.02", "--datasets", "breastmnist")
+    assert "breastmnist     n=     10" in out and "all 1 datasets" in out
