@@ -6,6 +6,7 @@ import argparse
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medmnist_lab.cli.common import (
     add_alias,
@@ -21,6 +22,9 @@ from medmnist_lab.cli.common import (
     seed_int,
 )
 from medmnist_lab.errors import MedMNISTLabError
+
+if TYPE_CHECKING:
+    from medmnist_lab.gan.config import GANConfig
 
 GAN_SIZES = (28, 64)  # the sizes the DCGAN nets are built for (models/dcgan.py)
 DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps (resolved by the training engine)"
@@ -73,11 +77,14 @@ def _new_run_folder(args: argparse.Namespace, cfg) -> Path | None:
     return (args.out_dir or default_run_dir(cfg).parent) / (args.name or default_run_dir(cfg).name)
 
 
-def _resumed_config(folder: Path, args: argparse.Namespace, options: dict):
-    """The config of the run in `folder` (its last.pt), changed by `options`, those given on the
-    command line (and DATASET, if given: it must be the run's)."""
+def _resumed_config(folder: Path, args: argparse.Namespace, options: dict) -> GANConfig:
+    """The config of the run in `folder` (its last.pt, or config.yaml if it died before one),
+    changed by `options`, those given on the command line (and DATASET, if given: it must be the
+    run's). Which of those the folder offers is the run folder lifecycle's call
+    (`RunFolder.resume_state`)."""
     from dataclasses import replace
 
+    from medmnist_lab.engine.runfolder import RunState, resume_target
     from medmnist_lab.gan.checkpoint import load_checkpoint
     from medmnist_lab.gan.config import GANConfig
 
@@ -85,10 +92,12 @@ def _resumed_config(folder: Path, args: argparse.Namespace, options: dict):
         raise MedMNISTLabError(
             f"--resume {folder} continues the run in that folder; {' and '.join(named)} name the folder of a new run"
         )
-    last = folder / "last.pt" if folder.is_dir() else folder
-    if not last.is_file():
-        raise MedMNISTLabError(f"--resume {folder}: {last} does not exist; nothing to resume")
-    saved = GANConfig.from_dict(load_checkpoint(last)["config"])
+    run, last = resume_target(folder)
+    if run.resume_state(last, folder) is RunState.DIED_EARLY:
+        saved = GANConfig.from_dict(run.read_config())
+        print(f"note: {run.path} has no checkpoint (it stopped before its first one): starting it again there")
+    else:
+        saved = GANConfig.from_dict(load_checkpoint(last)["config"])
     changes = dict(options)  # every option given, even with its default value
     if args.dataset is not None:
         changes["dataset"] = args.dataset

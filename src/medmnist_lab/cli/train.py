@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medmnist_lab.cli.common import (
     KEEP_CHOICES,
@@ -20,6 +21,9 @@ from medmnist_lab.cli.common import (
     seed_int,
 )
 from medmnist_lab.data.registry import SIZES
+
+if TYPE_CHECKING:
+    from medmnist_lab.engine.config import RunConfig
 
 
 def _tristate(text: str) -> bool | None:
@@ -93,38 +97,40 @@ OVERRIDES: dict[str, tuple[type | object, str]] = {
 }
 
 
-# Options that may go with --resume: extending the run (--epochs), where its data is and what it
-# runs on, and how this process behaves. Every other option would change the run: an error.
-RESUME_OPTIONS = ("epochs", "root", "device", "keep", "no_progress", "report", "log")
+# Options that may go with --resume besides the config fields a resumed run may change
+# (engine.train.RESUMABLE_CHANGES: --epochs, --root, --device): how this process behaves. Every
+# other option would change the run: an error.
+PROCESS_OPTIONS = ("keep", "no_progress", "report", "log")
 
 
-def resumed_config(args: argparse.Namespace):
-    """The config of the run in --resume (from last.pt, or config.yaml if it died before one)
-    with the allowed changes applied; any option that would change the run is an error."""
+def resumed_config(args: argparse.Namespace) -> RunConfig:
+    """The config of the run in --resume (from its checkpoint, or config.yaml if it died before
+    one) with the allowed changes applied; any option that would change the run is an error.
+    Which of those the folder offers is the run folder lifecycle's call (`RunFolder.resume_state`)."""
     from dataclasses import replace
 
     from medmnist_lab.engine import RunConfig
     from medmnist_lab.engine.checkpoint import load_checkpoint
+    from medmnist_lab.engine.runfolder import RunState, resume_target
+    from medmnist_lab.engine.train import RESUMABLE_CHANGES
     from medmnist_lab.errors import MedMNISTLabError
 
-    changing = [f for f in vars(args) if f not in (*RESUME_OPTIONS, "resume", "dataset", "func", "command", "debug")]
-    if bad := given(args, *(f for f in changing if f not in ("keep",))):
+    allowed = (*RESUMABLE_CHANGES, *PROCESS_OPTIONS, "resume", "dataset", "func", "command", "debug")
+    changing = [f for f in vars(args) if f not in allowed]
+    if bad := given(args, *changing):
         raise MedMNISTLabError(
             f"{', '.join(bad)} would change the run being resumed; with --resume only --epochs (to train "
             "it further), --root, --device, --keep and --no-progress may be given"
         )
-    folder = args.resume if args.resume.is_dir() else args.resume.parent
-    last = args.resume / "last.pt" if args.resume.is_dir() else args.resume
-    if last.is_file():
-        config = RunConfig.from_dict(load_checkpoint(last)["config"])
-    elif (folder / "config.yaml").is_file():
-        config = RunConfig.from_yaml(folder / "config.yaml")
-        print(f"note: {folder} has no checkpoint (it stopped during its first epoch): starting it again there")
+    folder, last = resume_target(args.resume)
+    if folder.resume_state(last, args.resume) is RunState.DIED_EARLY:
+        config = RunConfig.from_dict(folder.read_config())
+        print(f"note: {folder.path} has no checkpoint (it stopped during its first epoch): starting it again there")
     else:
-        raise MedMNISTLabError(f"--resume {args.resume}: not a run folder (no last.pt, no config.yaml)")
+        config = RunConfig.from_dict(load_checkpoint(last)["config"])
     if args.dataset is not None and args.dataset.lower() != config.dataset:
         raise MedMNISTLabError(f"--resume {args.resume} is a {config.dataset} run, not {args.dataset}")
-    changes = {k: getattr(args, k) for k in ("epochs", "root", "device") if getattr(args, k) is not None}
+    changes = {k: getattr(args, k) for k in RESUMABLE_CHANGES if getattr(args, k) is not None}
     return replace(config, **changes)
 
 

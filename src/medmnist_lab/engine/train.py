@@ -26,7 +26,7 @@ from medmnist_lab.engine.data import TrainData, load_eval_split, load_train_data
 from medmnist_lab.engine.device import SCORE_PRECISION, Precision, autocast, resolve_device, resolve_precision
 from medmnist_lab.engine.ema import EMA
 from medmnist_lab.engine.inference import SplitResult, check_eval_memory, predict, score_split
-from medmnist_lab.engine.runfolder import RunFolder
+from medmnist_lab.engine.runfolder import RunFolder, RunState, check_resume, open_for_training
 from medmnist_lab.engine.runinfo import environment_info, run_dir_for
 from medmnist_lab.engine.schedule import build_optimizer, build_scheduler
 from medmnist_lab.engine.summary import RunSummary, SplitMetrics
@@ -267,61 +267,33 @@ def open_run(
     config: RunConfig, info: DatasetInfo, resume: str | Path | None
 ) -> tuple[RunFolder, dict[str, Any] | None]:
     """The run folder, claimed (locked) for this process, and the state to continue from when
-    resuming. A folder whose run died before its first checkpoint is started again in place."""
-    if resume is None:
-        folder = RunFolder(run_dir_for(config, info))
-    else:
-        path = Path(resume)
-        folder = RunFolder(path if path.is_dir() else path.parent)
-        if not folder.path.is_dir():
-            raise MedMNISTLabError(f"--resume {resume}: no such run folder")
-    folder.claim()
+    resuming. The run folder lifecycle (new, died early, interrupted, finished) is
+    `engine.runfolder`'s; this adds the classifier's checkpoint checks."""
+    new_run = run_dir_for(config, info) if resume is None else None  # once: a default name has the time
+    hint = f"pass --resume {new_run} to continue it, or another --name"
+    folder, checkpoint = open_for_training(new_run, resume, config.to_dict(), hint)
+    if checkpoint is None:
+        return folder, None
     try:
-        return folder, _start_state(folder, config, info, resume)
+        return folder, _start_state(folder, checkpoint, config, info)
     except BaseException:
         folder.release()
         raise
 
 
-def _start_state(folder: RunFolder, config: RunConfig, info: DatasetInfo, resume: str | Path | None) -> dict | None:
-    """Under the folder's lock: None to start (or restart) the run, or the checkpoint to resume."""
-    if resume is None:
-        folder.start_fresh(config.to_dict(), f"pass --resume {folder.path} to continue it, or another --name")
-        return None
-    last = Path(resume) / "last.pt" if Path(resume).is_dir() else Path(resume)
-    if not last.is_file():
-        if folder.has_work():  # finished (summary.json) without last.pt
-            kept = (
-                " (it finished with --keep best: only its weights were kept)"
-                if (folder.path / "best.pt").exists()
-                else ""
-            )
-            raise MedMNISTLabError(f"--resume {resume}: {last} does not exist{kept}; this run cannot be continued")
-        if not (folder.path / "config.yaml").is_file():
-            raise MedMNISTLabError(f"--resume {resume}: not a run folder (no config.yaml, no last.pt)")
-        # Died before its first checkpoint: nothing trained is lost by starting it again here.
-        folder.start_fresh(config.to_dict(), "")
-        return None
+def _start_state(folder: RunFolder, last: Path, config: RunConfig, info: DatasetInfo) -> dict[str, Any]:
+    """Under the folder's lock: the checkpoint `last` to resume, if the run can go on from it with `config`."""
     state = load_checkpoint(last)
     check_keys(state, RESUME_KEYS, last, "a weights-only checkpoint can be evaluated, not resumed")
     check_compatible(state, info.flag, config.size, info.n_classes, f"checkpoint {last}")
-    saved = RunConfig.from_dict(state["config"])
-    diff = [
-        f"{k}={v!r} in the run vs {getattr(config, k)!r} now"
-        for k, v in saved.to_dict().items()
-        if k not in RESUMABLE_CHANGES and getattr(config, k) != v
-    ]
-    if diff:
-        raise MedMNISTLabError(
-            f"--resume: settings differ ({'; '.join(diff)}); only {', '.join(RESUMABLE_CHANGES)} may change"
-        )
-    done = int(state["epoch"]) + 1
-    if config.epochs < done:
-        raise MedMNISTLabError(f"--epochs {config.epochs} is fewer than the {done} epochs {last} has already trained")
-    if config.epochs == done and (folder.path / "summary.json").is_file():
-        raise MedMNISTLabError(
-            f"{folder.path} has finished its {done} epochs; pass --epochs above {done} to train it further"
-        )
+    check_resume(
+        RunConfig.from_dict(state["config"]).to_dict(),
+        config.to_dict(),
+        RESUMABLE_CHANGES,
+        last,
+        done=int(state["epoch"]) + 1,
+        finished=folder.state(last) is RunState.FINISHED,
+    )
     return state
 
 

@@ -8,7 +8,7 @@ like. How a run is driven (resume, progress bar) is not part of it: those are ar
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,18 +75,10 @@ class GANConfig:
 
 
 # Fields that may change when a run is resumed (more epochs, another folder, another device);
-# all others must match the checkpoint, or the resumed run would be a different experiment.
+# all others must match the checkpoint, or the resumed run would be a different experiment. The
+# check itself is the engine's one resumability check (`engine.runfolder.check_resume`).
 RESUMABLE_CHANGES = ("epochs", "sample_every", "checkpoint_every", "out", "root", "device")
 
 
 def default_run_dir(cfg: GANConfig) -> Path:
     return Path("runs") / "gan" / f"{cfg.dataset}-{cfg.size}px-{cfg.mode}-seed{cfg.seed}"
-
-
-def config_differences(saved: GANConfig, now: GANConfig) -> list[str]:
-    """The settings that differ and may not change on resume, as 'name=old in the checkpoint vs new now'."""
-    return [
-        f"{f.name}={getattr(saved, f.name)!r} in the checkpoint vs {getattr(now, f.name)!r} now"
-        for f in fields(GANConfig)
-        if f.name not in RESUMABLE_CHANGES and getattr(saved, f.name) != getattr(now, f.name)
-    ]

@@ -34,12 +34,12 @@ from tqdm.auto import tqdm
 from medmnist_lab.data.arrays import load_split
 from medmnist_lab.data.montage import grid_image, save_image
 from medmnist_lab.engine.device import Precision, autocast, resolve_device, resolve_precision
-from medmnist_lab.engine.runfolder import RunFolder
+from medmnist_lab.engine.runfolder import RunFolder, RunState, check_resume, open_for_training
 from medmnist_lab.engine.runinfo import environment_info
 from medmnist_lab.errors import CheckpointError, MedMNISTLabError
 from medmnist_lab.gan.checkpoint import FORMAT, VERSION, load_checkpoint
-from medmnist_lab.gan.config import RESUMABLE_CHANGES, GANConfig, config_differences, default_run_dir
-from medmnist_lab.gan.modes import LOSSES, MODES, GANLoss, GANSpec, build_nets
+from medmnist_lab.gan.config import RESUMABLE_CHANGES, GANConfig, default_run_dir
+from medmnist_lab.gan.modes import LOSSES, MODES, GANLoss, GANMode, GANSpec, build_nets
 from medmnist_lab.gan.summaries import GANEpochStats, GANRunSummary
 
 __all__ = [
@@ -224,38 +224,112 @@ def save_grid(g: nn.Module, spec: GANSpec, noise: torch.Tensor, labels: torch.Te
     return save_image(grid_image(rows, names, cell=max(2 * spec.size, 56)), path)
 
 
+@dataclass
+class GANSession:
+    """What a GAN run trains with, built from its config (as the engine's `Session` is for a
+    classifier): the nets and their optimizers (`state`), the whole train split on the device,
+    and the run's progress, which a resume restores from last.pt."""
+
+    cfg: GANConfig
+    spec: GANSpec
+    mode: GANMode
+    loss: GANLoss
+    device: torch.device
+    precision: Precision
+    x: torch.Tensor  # (N, C, H, W) in [-1, 1], the whole split on the device
+    y: torch.Tensor  # (N,) class indices
+    counts: list[int]  # real train images per class: what --balance and --ratio refer to
+    state: GANState
+    fixed_labels: torch.Tensor  # the sample grids' labels: one row per class
+    history: list[GANEpochStats] = field(default_factory=list)
+    pending: list[GANEpochStats] = field(default_factory=list)  # lines waiting for the checkpoint holding them
+    grids: list[Path] = field(default_factory=list)
+    next_epoch: int = 0
+    elapsed_before: float = 0.0  # seconds trained before a resume
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def elapsed_seconds(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def checkpoint(self, epoch: int) -> dict[str, Any]:
+        """last.pt's content after `epoch` (weights_only-loadable: tensors and plain data)."""
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "spec": self.spec.to_dict(),
+            "config": self.cfg.to_dict(),
+            "epoch": epoch,
+            "class_counts": self.counts,
+            "precision": self.precision.name,
+            "elapsed_seconds": self.elapsed_seconds,
+            "history": [h.to_dict() for h in self.history],
+            **self.state.state_dict(),
+        }
+
+    def load_checkpoint(self, ckpt: dict[str, Any]) -> None:
+        """Continue after the checkpoint's epoch, exactly as the uninterrupted run would have."""
+        self.next_epoch = int(ckpt["epoch"]) + 1
+        self.state.load_state_dict(ckpt, reseed=self.cfg.seed + self.next_epoch)
+        self.history = [GANEpochStats.from_dict(h) for h in ckpt["history"]]
+        self.elapsed_before = float(ckpt["elapsed_seconds"])
+
+
+def build_gan_session(cfg: GANConfig) -> GANSession:
+    """The nets, optimizers and data of `cfg`; a bad data file fails here, before a run folder exists."""
+    spec = cfg.spec()
+    device = resolve_device(cfg.device)
+    # The engine resolves the precision, as for classifiers, but from cfg.amp, which defaults to
+    # False (fp32) rather than the classifiers' "where safe": mixed precision has not been measured
+    # on these small nets (neither speed nor sample quality), every GAN number in docs/gan.md and
+    # BENCHMARKS.md is fp32, and the adversarial balance of D and G is what a reduced mantissa
+    # could tip. amp=True/None opts in; the checkpoint and summary record the choice.
+    precision = resolve_precision(device, cfg.amp)
+    data = load_split(spec.dataset, "train", cfg.size, cfg.root)
+    counts = torch.bincount(data.labels[:, 0], minlength=spec.n_classes).tolist()
+    empty = [spec.class_names[k] for k, n in enumerate(counts) if n == 0]
+    if empty:
+        raise MedMNISTLabError(
+            f"{data.source} has no training images of class(es) {', '.join(empty)}; cannot learn them"
+        )
+    return GANSession(
+        cfg=cfg,
+        spec=spec,
+        mode=MODES.get(spec.mode),
+        loss=LOSSES.get(cfg.loss),
+        device=device,
+        precision=precision,
+        x=to_unit(data.images.to(device)),
+        y=data.labels[:, 0].to(device),
+        counts=counts,
+        state=build_state(cfg, spec, device, precision),
+        fixed_labels=torch.arange(spec.n_classes, device=device).repeat_interleave(GRID_COLUMNS),
+    )
+
+
 def open_gan_run(
     cfg: GANConfig, resume: bool | str | os.PathLike[str] | None, device: torch.device
 ) -> tuple[RunFolder, dict[str, Any] | None]:
-    """The run folder, and the checkpoint to continue from when resuming (its settings must match).
+    """The run folder, claimed (locked), and the checkpoint to continue from when resuming (its
+    settings must match). Whether the folder is new, died early, interrupted or finished is the
+    engine's run folder lifecycle (`open_for_training`); this adds the GAN checkpoint's checks.
 
     `resume`: False (a new run in `cfg.out`), True (continue `cfg.out`), or the path of a run
     folder or its last.pt (continue that run, wherever `cfg.out` points)."""
-    if resume is False or resume is None:
-        folder = RunFolder(Path(cfg.out) if cfg.out else default_run_dir(cfg))
-        folder.claim()
-        try:
-            # A folder whose run died before its first checkpoint is started again in place.
-            folder.start_fresh(cfg.to_dict(), f"pass --resume {folder.path} to continue it, or choose another --name")
-        except MedMNISTLabError:
-            folder.release()
-            raise
+    new_run = Path(cfg.out) if cfg.out else default_run_dir(cfg)
+    target = None if resume is False or resume is None else new_run if resume is True else Path(resume)
+    hint = f"pass --resume {new_run} to continue it, or choose another --name"
+    folder, last = open_for_training(new_run, target, cfg.to_dict(), hint)
+    if last is None:
         return folder, None
-
-    where = (Path(cfg.out) if cfg.out else default_run_dir(cfg)) if resume is True else Path(resume)
-    last = where / "last.pt" if resume is True or where.is_dir() else where
-    if not last.is_file():
-        raise MedMNISTLabError(f"--resume given but {last} does not exist; nothing to resume")
-    folder = RunFolder(last.parent)
-    folder.claim()
     try:
-        return folder, _resumable(cfg, last, device)
-    except MedMNISTLabError:
+        return folder, _resumable(cfg, last, device, finished=folder.state(last) is RunState.FINISHED)
+    except BaseException:
         folder.release()
         raise
 
 
-def _resumable(cfg: GANConfig, last: Path, device: torch.device) -> dict[str, Any]:
+def _resumable(cfg: GANConfig, last: Path, device: torch.device, finished: bool) -> dict[str, Any]:
     """The checkpoint `last`, if the run can go on from it with `cfg`."""
     ckpt = load_checkpoint(last, map_location=device)
     if ckpt.get("upgraded_from") is not None:
@@ -263,13 +337,50 @@ def _resumable(cfg: GANConfig, last: Path, device: torch.device) -> dict[str, An
             f"{last} was written by an older medmnist-lab (GAN checkpoint version {ckpt['upgraded_from']}, "
             "epochs counted from 1): it can be sampled and evaluated, but not resumed; start a new run"
         )
-    diffs = config_differences(GANConfig.from_dict(ckpt["config"]), cfg)
-    if diffs:
-        raise CheckpointError(f"cannot resume {last}: settings differ ({'; '.join(diffs)})")
-    done = int(ckpt["epoch"]) + 1
-    if done >= cfg.epochs:
-        raise MedMNISTLabError(f"{last} already has {done} epochs; pass --epochs above {done} to train on")
+    saved = GANConfig.from_dict(ckpt["config"]).to_dict()
+    check_resume(saved, cfg.to_dict(), RESUMABLE_CHANGES, last, done=int(ckpt["epoch"]) + 1, finished=finished)
     return ckpt
+
+
+def continue_run(s: GANSession, folder: RunFolder, ckpt: dict[str, Any]) -> None:
+    """Set a resumed run up from its checkpoint: state, history.jsonl, config.yaml; unfinished again."""
+    s.load_checkpoint(ckpt)
+    folder.remove_temp_files()
+    # Rewritten from the checkpoint's copy rather than truncated: with checkpoint_every > 1
+    # several lines follow one checkpoint, and a kill while appending them would leave a gap
+    # that truncation cannot fill.
+    folder.write_history(h.to_dict() for h in s.history)
+    folder.write_config(s.cfg.to_dict())  # more epochs, another device: config.yaml stays the run's config
+    (folder.path / "summary.json").unlink(missing_ok=True)  # unfinished again until the end
+
+
+def run_epoch(s: GANSession, folder: RunFolder, epoch: int) -> GANEpochStats:
+    """One epoch: train, then the sample grid and the checkpoint when due. History lines are
+    written after the checkpoint that holds their epoch, so history.jsonl never runs ahead of it."""
+    t0 = time.perf_counter()
+    batches = epoch_batches(s.y, s.spec.n_classes, s.cfg.batch_size, s.mode.class_pure_batches, s.state.gen)
+    stats = train_one_epoch(s.state, s.loss, s.x, s.y, batches, s.spec.nz, s.precision)
+    record = GANEpochStats(epoch=epoch, **stats, seconds=time.perf_counter() - t0)
+    s.history.append(record)
+    s.pending.append(record)
+    last = epoch == s.cfg.epochs - 1
+    if (epoch + 1) % s.cfg.sample_every == 0 or last:
+        path = folder.path / "samples" / f"epoch_{epoch:04d}.png"
+        s.grids.append(save_grid(s.state.g, s.spec, s.state.fixed_noise, s.fixed_labels, path))
+    if (epoch + 1) % s.cfg.checkpoint_every == 0 or last:
+        folder.save_checkpoint("last.pt", s.checkpoint(epoch))
+        for r in s.pending:
+            folder.append_history(r.to_dict())
+        s.pending.clear()
+    return record
+
+
+def finish(s: GANSession, folder: RunFolder, resumed_from: int | None) -> GANRunResult:
+    """summary.json (written last: the run has finished) and the run's result."""
+    summary = write_summary(
+        folder, s.cfg, s.spec, s.device, s.precision, s.counts, s.history, s.elapsed_seconds, resumed_from
+    )
+    return GANRunResult(folder.path, folder.path / "last.pt", s.cfg.epochs, summary, s.history, s.grids)
 
 
 def train_gan(
@@ -281,88 +392,39 @@ def train_gan(
 ) -> GANRunResult:
     """Train a GAN as `cfg` says; returns the run's folder, checkpoint, history and summary.
 
+    Split as the engine's `fit` is: `build_gan_session` (nets, data), `open_gan_run` (the run
+    folder through the engine's lifecycle), `continue_run` when resuming, `run_epoch` per epoch,
+    `finish` (summary.json).
+
     `resume`: True continues the run in `cfg.out` (or its default folder), a path continues that
     run folder (or last.pt), and the recorded `out` becomes that folder; settings other than
-    `RESUMABLE_CHANGES` must match the checkpoint. On the CPU a resumed run ends bit-identical
-    to an uninterrupted one.
+    `RESUMABLE_CHANGES` must match the checkpoint. A run that died before its first checkpoint is
+    started again in place. On the CPU a resumed run ends bit-identical to an uninterrupted one.
     `progress`: a tqdm bar. `on_epoch_end(epoch, stats)` is called after every epoch, once that
     epoch's checkpoint and history line are written if it was a checkpoint epoch (tests use it
     to interrupt a run).
     """
-    spec = cfg.spec()
-    mode, loss = MODES.get(spec.mode), LOSSES.get(cfg.loss)
-    device = resolve_device(cfg.device)
-    # The engine resolves the precision, as for classifiers, but from cfg.amp, which defaults to
-    # False (fp32) rather than the classifiers' "where safe": mixed precision has not been measured
-    # on these small nets (neither speed nor sample quality), every GAN number in docs/gan.md and
-    # BENCHMARKS.md is fp32, and the adversarial balance of D and G is what a reduced mantissa
-    # could tip. amp=True/None opts in; the checkpoint and summary record the choice.
-    precision = resolve_precision(device, cfg.amp)
-    folder, ckpt = open_gan_run(cfg, resume, device)
+    s = build_gan_session(cfg)
+    folder, ckpt = open_gan_run(cfg, resume, s.device)
     try:
-        data = load_split(spec.dataset, "train", cfg.size, cfg.root)
-        x = to_unit(data.images.to(device))  # (N, C, H, W) in [-1, 1], the whole split on the device
-        y = data.labels[:, 0].to(device)
-        counts = torch.bincount(data.labels[:, 0], minlength=spec.n_classes).tolist()
-        empty = [spec.class_names[k] for k, n in enumerate(counts) if n == 0]
-        if empty:
-            raise MedMNISTLabError(
-                f"{data.source} has no training images of class(es) {', '.join(empty)}; cannot learn them"
-            )
-
-        s = build_state(cfg, spec, device, precision)
-        start, history, elapsed_before = 0, [], 0.0
+        if resume is not False and resume is not None:
+            s.cfg = replace(s.cfg, out=str(folder.path))  # the folder the run lives in, wherever --resume pointed
+            if ckpt is None:  # started again in place: its config.yaml names the folder, as a resumed one's
+                folder.write_config(s.cfg.to_dict())
         if ckpt is not None:
-            cfg = replace(cfg, out=str(folder.path))  # the folder the run lives in, wherever --resume pointed
-            start = int(ckpt["epoch"]) + 1
-            s.load_state_dict(ckpt, reseed=cfg.seed + start)
-            history = [GANEpochStats.from_dict(h) for h in ckpt["history"]]
-            elapsed_before = float(ckpt["elapsed_seconds"])
-            folder.remove_temp_files()
-            # Rewritten from the checkpoint's copy rather than truncated: with checkpoint_every > 1
-            # several lines follow one checkpoint, and a kill while appending them would leave a gap
-            # that truncation cannot fill.
-            folder.write_history(h.to_dict() for h in history)
-            folder.write_config(cfg.to_dict())  # more epochs, another device: config.yaml stays the run's config
-            (folder.path / "summary.json").unlink(missing_ok=True)  # unfinished again until the end
-        started = time.perf_counter()
-
-        def checkpoint(epoch: int) -> None:
-            folder.save_checkpoint(
-                "last.pt",
-                {
-                    "format": FORMAT,
-                    "version": VERSION,
-                    "spec": spec.to_dict(),
-                    "config": cfg.to_dict(),
-                    "epoch": epoch,
-                    "class_counts": counts,  # real train counts: what --balance and --ratio refer to
-                    "precision": precision.name,
-                    "elapsed_seconds": elapsed_before + time.perf_counter() - started,
-                    "history": [h.to_dict() for h in history],
-                    **s.state_dict(),
-                },
-            )
-
-        fixed_labels = torch.arange(spec.n_classes, device=device).repeat_interleave(GRID_COLUMNS)
-        grids: list[Path] = []
-        pending: list[GANEpochStats] = []  # history lines waiting for the checkpoint that holds them
+            continue_run(s, folder, ckpt)
+        s.started = time.perf_counter()
         bar = tqdm(
-            range(start, cfg.epochs),
-            desc=f"gan {spec.dataset} {spec.mode}",
+            range(s.next_epoch, s.cfg.epochs),
+            desc=f"gan {s.spec.dataset} {s.spec.mode}",
             unit="epoch",
             disable=not progress,
-            initial=start,
-            total=cfg.epochs,
+            initial=s.next_epoch,
+            total=s.cfg.epochs,
             dynamic_ncols=True,
         )
         for epoch in bar:
-            t0 = time.perf_counter()
-            batches = epoch_batches(y, spec.n_classes, cfg.batch_size, mode.class_pure_batches, s.gen)
-            stats = train_one_epoch(s, loss, x, y, batches, spec.nz, precision)
-            record = GANEpochStats(epoch=epoch, **stats, seconds=time.perf_counter() - t0)
-            history.append(record)
-            pending.append(record)
+            record = run_epoch(s, folder, epoch)
             bar.set_postfix(
                 d=f"{record.loss_d:.3f}",
                 g=f"{record.loss_g:.3f}",
@@ -370,24 +432,10 @@ def train_gan(
                 DGz=f"{record.d_fake:.2f}",
                 s_ep=f"{record.seconds:.1f}",
             )
-            last = epoch == cfg.epochs - 1
-            if (epoch + 1) % cfg.sample_every == 0 or last:
-                path = folder.path / "samples" / f"epoch_{epoch:04d}.png"
-                grids.append(save_grid(s.g, spec, s.fixed_noise, fixed_labels, path))
-            if (epoch + 1) % cfg.checkpoint_every == 0 or last:
-                checkpoint(epoch)
-                for r in pending:  # after the checkpoint: the history never runs ahead of it
-                    folder.append_history(r.to_dict())
-                pending.clear()
             if on_epoch_end is not None:
                 on_epoch_end(epoch, record)
         bar.close()
-
-        wall = elapsed_before + time.perf_counter() - started
-        summary = write_summary(
-            folder, cfg, spec, device, precision, counts, history, wall, None if ckpt is None else start
-        )
-        return GANRunResult(folder.path, folder.path / "last.pt", cfg.epochs, summary, history, grids)
+        return finish(s, folder, None if ckpt is None else int(ckpt["epoch"]) + 1)
     finally:
         folder.release()  # the run folder's lock
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +59,7 @@ def resolve(config: Any, study_dir: Path) -> Any:
 
 
 def _make(config: Any, s: dict[str, Any], gan_dir: Path, npz: Path) -> None:
+    from medmnist_lab.engine.runfolder import RunFolder, RunState
     from medmnist_lab.gan import GANConfig, sample_to_npz, train_gan
 
     gan = GANConfig(
@@ -73,10 +73,11 @@ def _make(config: Any, s: dict[str, Any], gan_dir: Path, npz: Path) -> None:
         root=config.root,
         device=config.device,
     )
-    if not (gan_dir / "summary.json").is_file():
-        if gan_dir.exists() and not (gan_dir / "last.pt").is_file():
-            shutil.rmtree(gan_dir)  # killed before its first checkpoint: start again
-        train_gan(gan, resume=(gan_dir / "last.pt").is_file(), progress=False)
+    # The run folder lifecycle decides: a finished GAN is reused, an interrupted one resumed, one
+    # killed before its first checkpoint started again in place (by train_gan), a new one trained.
+    state = RunFolder(gan_dir).state()
+    if state is not RunState.FINISHED:
+        train_gan(gan, resume=state is RunState.INTERRUPTED, progress=False)
     tmp = npz.with_name(f".{npz.stem}.tmp.npz")  # renamed when complete: a kill leaves no half file
     sample_to_npz(gan_dir / "last.pt", tmp, balance=True, seed=s["seed"], device=config.device)
     os.replace(tmp, npz)

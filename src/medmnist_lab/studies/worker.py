@@ -1,13 +1,15 @@
 """What runs in a worker process: one cell = one `fit(config)`, its output in the cell's log file.
 
 The worker never touches the results store: it returns a plain-dict outcome to the coordinator
-(picklable for a process pool, serialisable for Ray). It decides how to start from the cell's
-run folder alone, so any backend on any node does the same thing:
+(picklable for a process pool, serialisable for Ray). It decides how to start from the state of
+the cell's run folder alone (`RunFolder.state`, the engine's one run folder lifecycle), so any
+backend on any node does the same thing:
 
-- summary.json there: the cell finished but its result was never recorded: read it back;
-- last.pt there: an interrupted cell: resume from its last checkpoint;
-- a folder without last.pt: it died before its first checkpoint: start it again in place;
-- no folder: a new cell.
+- FINISHED: the cell finished but its result was never recorded: read it back (an unreadable
+  summary: the folder is removed and the cell trained again);
+- INTERRUPTED: resume from its last checkpoint;
+- DIED_EARLY (died before its first checkpoint): `fit` starts it again in place;
+- NEW: a new cell.
 """
 
 from __future__ import annotations
@@ -101,7 +103,7 @@ def _run(task: CellTask) -> dict[str, Any]:
     from medmnist_lab.data.registry import get_dataset
     from medmnist_lab.deploy.card import write_model_card
     from medmnist_lab.engine import RunConfig, fit
-    from medmnist_lab.engine.runfolder import RunFolder
+    from medmnist_lab.engine.runfolder import RunFolder, RunState
     from medmnist_lab.engine.runinfo import run_path
     from medmnist_lab.engine.summary import RunSummary, SummaryError
 
@@ -111,7 +113,8 @@ def _run(task: CellTask) -> dict[str, Any]:
 
     config = synthetic.resolve(RunConfig.from_dict(task.config), Path(task.study_dir))
     run_dir = run_path(config, get_dataset(config.dataset, warn_alias=False), str(config.name))
-    if (run_dir / "summary.json").is_file():
+    state = RunFolder(run_dir).state()
+    if state is RunState.FINISHED:
         try:
             summary = RunSummary.read(run_dir)
             print(f"already finished: {run_dir}", flush=True)
@@ -120,12 +123,11 @@ def _run(task: CellTask) -> dict[str, Any]:
             print(f"unusable summary ({exc}); running the cell again", flush=True)
             shutil.rmtree(run_dir)
     resume = None
-    if (run_dir / "last.pt").is_file():
+    if state is RunState.INTERRUPTED:
         resume = run_dir
         print(f"resuming {run_dir}", flush=True)
-    elif run_dir.exists():
+    elif state is RunState.DIED_EARLY:
         print(f"{run_dir} has no checkpoint (died before its first epoch): starting it again", flush=True)
-        shutil.rmtree(run_dir)
 
     def prune_check(epoch: int, record: dict[str, Any]) -> None:
         if epoch < task.prune_after or epoch >= len(task.median_curve):
