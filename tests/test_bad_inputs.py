@@ -193,6 +193,18 @@ CASES: list[tuple[str, list[str], str, str | None]] = [
     ),
     ("predict-suffix", ["predict", "{ws}/" + RUN + "/best.pt", "{ws}/existing.png", "-o", "{ws}/p.txt"], "p.txt", None),
     ("predict-batch", ["predict", "{ws}/" + RUN + "/best.pt", "{ws}/existing.png", "--batch-size", "0"], "0", None),
+    ("calibrate-alpha-high", ["calibrate", "{ws}/" + RUN + "/best.pt", "--conformal", "1.5", *ROOT], "1.5", None),
+    ("calibrate-alpha-zero", ["calibrate", "{ws}/" + RUN + "/best.pt", "--conformal", "0", *ROOT], "(0, 1)", None),
+    (
+        "calibrate-too-few",
+        ["calibrate", "{ws}/" + RUN + "/best.pt", "--conformal", "0.0001", *ROOT],
+        "needs at least 10000 val images",
+        "download",
+    ),
+    ("calibrate-method", ["calibrate", "{ws}/" + RUN + "/best.pt", "--method", "platt", *ROOT], "platt", None),
+    ("calibrate-mondrian-alone", ["calibrate", "{ws}/" + RUN + "/best.pt", "--mondrian", *ROOT], "--conformal", None),
+    ("calibrate-exists", ["calibrate", "{ws}/" + RUN + "/best.pt", "-o", "{ws}/existing.json", *ROOT], "exists", None),
+    ("calibrate-onnx", ["calibrate", "{ws}/model.onnx"], "ONNX", None),
     ("export-format", ["export", "{ws}/" + RUN + "/best.pt", "--format", "tflite"], "tflite", None),
     ("export-partial", ["export", "{ws}/partial.pt", "--format", "onnx", "-o", "{ws}/p.onnx"], "lacks", None),
     (

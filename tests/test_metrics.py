@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 import torch
 from medmnist.evaluator import getACC, getAUC
-from sklearn.metrics import balanced_accuracy_score, f1_score, precision_score, recall_score
+from sklearn.metrics import (
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    matthews_corrcoef,
+    multilabel_confusion_matrix,
+    precision_score,
+    recall_score,
+)
 
 from medmnist_lab.errors import MedMNISTLabError
 from medmnist_lab.metrics import (
@@ -140,6 +148,7 @@ def test_extras_perfect_predictions(task: str, k: int) -> None:
         assert ex["per_class"][name]["recall"] == 1.0
         assert ex["per_class"][name]["f1"] == 1.0
     assert ex["balanced_accuracy"] == 1.0 and ex["macro_f1"] == 1.0
+    assert ex["mcc"] == pytest.approx(1.0) and ex["specificity"] == 1.0
     assert ex["ece"] == pytest.approx(0.0, abs=1e-12)
 
 
@@ -150,7 +159,10 @@ def test_known_confusion_matrix_and_scores() -> None:
     s[np.arange(6), pred] = 0.8
     ex = extra_metrics(y[:, None], s, "multi-class", ["a", "b", "c"])
     assert ex["confusion_matrix"] == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
-    assert ex["per_class"]["a"] == {"precision": 1.0, "recall": 2 / 3, "f1": 0.8, "support": 3}
+    assert ex["per_class"]["a"] == {"precision": 1.0, "recall": 2 / 3, "f1": 0.8, "specificity": 1.0, "support": 3}
+    assert ex["per_class"]["b"]["specificity"] == 3 / 4 and ex["per_class"]["c"]["specificity"] == 4 / 5
+    assert ex["specificity"] == pytest.approx((1 + 3 / 4 + 4 / 5) / 3)
+    assert ex["mcc"] == pytest.approx(matthews_corrcoef(y, pred))
     assert ex["per_class"]["b"]["precision"] == 0.5 and ex["per_class"]["c"]["recall"] == 1.0
     assert ex["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred))
     assert ex["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro"))
@@ -173,17 +185,27 @@ def test_extras_match_sklearn_on_random_scores(task: str, k: int) -> None:
         tn, fp, fn, tp = (((y == a) & (pred == b)).sum(0) for a, b in ((0, 0), (0, 1), (1, 0), (1, 1)))
         assert ex["confusion_matrices"]["2"] == [[tn[2], fp[2]], [fn[2], tp[2]]]
         bal = np.mean([balanced_accuracy_score(y[:, i], pred[:, i]) for i in range(k)])
+        mcc = np.mean([matthews_corrcoef(y[:, i], pred[:, i]) for i in range(k)])
+        tn, fp = multilabel_confusion_matrix(y, pred)[:, 0, 0], multilabel_confusion_matrix(y, pred)[:, 0, 1]
+        spec = tn / (tn + fp)
     else:
         pred = (s[:, 1] > 0.5).astype(int) if task == "binary-class" else s.argmax(1)
         p = precision_score(y[:, 0], pred, average=None, zero_division=0)
         r = recall_score(y[:, 0], pred, average=None, zero_division=0)
         f = f1_score(y[:, 0], pred, average="macro", zero_division=0)
         bal = balanced_accuracy_score(y[:, 0], pred)
-        assert np.trace(np.array(ex["confusion_matrix"])) == (pred == y[:, 0]).sum()
+        mcc = matthews_corrcoef(y[:, 0], pred)
+        cm = confusion_matrix(y[:, 0], pred, labels=range(k))
+        assert ex["confusion_matrix"] == cm.tolist()
+        fp = cm.sum(0) - np.diag(cm)
+        spec = (cm.sum() - cm.sum(1) - fp) / (cm.sum() - cm.sum(1))  # TN / (TN + FP), one class vs rest
     np.testing.assert_allclose([ex["per_class"][n]["precision"] for n in names], p)
     np.testing.assert_allclose([ex["per_class"][n]["recall"] for n in names], r)
     assert ex["macro_f1"] == pytest.approx(f)
     assert ex["balanced_accuracy"] == pytest.approx(bal)
+    assert ex["mcc"] == pytest.approx(mcc) and -1.0 <= ex["mcc"] <= 1.0
+    np.testing.assert_allclose([ex["per_class"][n]["specificity"] for n in names], spec)
+    assert ex["specificity"] == pytest.approx(np.mean(spec))
     assert 0.0 < ex["ece"] < 1.0
     json.dumps(ex, allow_nan=False)
 
@@ -206,3 +228,17 @@ def test_extras_bad_input() -> None:
         extra_metrics(np.array([0, 1]), np.zeros((2, 2)), "binary-class", ["a", "b", "c"])
     with pytest.raises(MedMNISTLabError, match="must be distinct"):
         extra_metrics(np.array([0, 1]), np.zeros((2, 2)), "binary-class", ["a", "a"])
+
+
+def test_mcc_and_specificity_on_known_values() -> None:
+    """Binary: 3 TP, 1 FN, 4 TN, 2 FP; MCC = (TP*TN - FP*FN) / sqrt((TP+FP)(TP+FN)(TN+FP)(TN+FN))."""
+    y = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+    p = np.array([0.9, 0.8, 0.7, 0.2, 0.1, 0.1, 0.3, 0.4, 0.6, 0.7])
+    ex = extra_metrics(y[:, None], np.stack([1 - p, p], axis=1), "binary-class", ["neg", "pos"])
+    assert ex["mcc"] == pytest.approx((3 * 4 - 2 * 1) / np.sqrt(5 * 4 * 6 * 5))
+    assert ex["per_class"]["pos"]["specificity"] == pytest.approx(4 / 6)  # TN / (TN + FP) of "pos"
+    assert ex["per_class"]["neg"]["specificity"] == pytest.approx(3 / 4)  # the recall of "pos"
+    # a constant prediction: MCC is 0 (scikit-learn's convention), not NaN
+    ex = extra_metrics(y[:, None], np.tile([0.9, 0.1], (10, 1)), "binary-class", ["neg", "pos"])
+    assert ex["mcc"] == 0.0 and ex["per_class"]["neg"]["specificity"] == 0.0
+    json.dumps(ex, allow_nan=False)

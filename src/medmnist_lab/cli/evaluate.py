@@ -81,9 +81,16 @@ def show(args: argparse.Namespace, result: Any, title: str) -> None:
     m = result.result.metrics
     print(f"{title}: AUC {m.auc:.4f}  ACC {m.acc:.4f}")
     extras = result.result.extras
-    for key in ("balanced_accuracy", "macro_f1", "ece"):
+    for key in ("balanced_accuracy", "macro_f1", "mcc", "specificity", "ece"):
         if key in extras:
             print(f"  {key}: {extras[key]:.4f}")
+    selective = extras.get("selective")
+    if selective is not None:
+        at = selective["acc_at_coverage"]
+        print(
+            f"  selective: AURC {selective['aurc']:.4f}; accuracy at 90% coverage {at['0.9']:.4f}, "
+            f"at 80% coverage {at['0.8']:.4f} (the most confident predictions kept)"
+        )
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
@@ -125,7 +132,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "evaluate",
         help="score a checkpoint (or an ensemble of several) on a split with the official metrics",
         description="Score a checkpoint (best.pt or last.pt of a run) on train, val or test;\n"
-        "prints AUC/ACC and extras and saves eval_{checkpoint}_{split}.json beside it.\n\n"
+        "prints AUC/ACC and extras (balanced accuracy, macro-F1, MCC, specificity, ECE) and selective\n"
+        "prediction (the risk-coverage curve's area AURC, accuracy at 90% and 80% coverage), and saves\n"
+        "eval_{checkpoint}_{split}.json beside it.\n\n"
         "With several checkpoints of one dataset and size (e.g. the same recipe, different seeds), scores\n"
         "their ensemble: the members' probabilities averaged (each with its own test-time flips), then the\n"
         "official metrics; prints each member and the ensemble, and writes a record only with -o.",

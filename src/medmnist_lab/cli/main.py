@@ -29,7 +29,7 @@ from medmnist_lab.errors import MedMNISTLabError
 # Command groups, in the order `--help` lists them. Modules are imported lazily so that
 # `medmnist-lab datasets list` does not pay for importing the training stack.
 GROUPS: tuple[str, ...] = (
-    "datasets", "train", "evaluate", "predict", "export", "augment", "gan", "study", "results", "report"
+    "datasets", "train", "evaluate", "calibrate", "predict", "export", "augment", "gan", "study", "results", "report"
 )  # fmt: skip
 
 

@@ -6,4 +6,5 @@
 - explain.py    Grad-CAM overlays (the `explain` extra: grad-cam)
 - export.py     ONNX / TorchScript files that describe themselves
 - card.py       model_card.md / .json beside a run's checkpoints
+- calibrate.py  calibration.json beside a checkpoint: scaling and conformal sets fitted on val
 """

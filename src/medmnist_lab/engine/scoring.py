@@ -27,6 +27,7 @@ from medmnist_lab.engine.inference import (
 )
 from medmnist_lab.engine.train import build_model
 from medmnist_lab.errors import MedMNISTLabError
+from medmnist_lab.metrics.selective import selective_metrics
 from medmnist_lab.records import write_json
 
 
@@ -77,19 +78,32 @@ def evaluate(
     return _evaluate(checkpoint, split, root, device, dataset, size, precision, tta)[0]
 
 
-def _evaluate(
+@dataclass
+class _Scorer:
+    """A checkpoint's model ready to run on its dataset's splits."""
+
+    model: torch.nn.Module
+    config: RunConfig
+    info: Any
+    device: torch.device
+    scoring: Any
+    channels_last: bool
+    state: dict[str, Any]
+
+    def logits(self, split: str) -> tuple[torch.Tensor, SplitData]:
+        data = load_eval_split(self.config, self.info, split)
+        return predict(self.model, data, self.config, self.device, self.scoring, self.channels_last), data
+
+
+def _scorer(
     checkpoint: str | Path,
-    split: str,
     root: str | None,
     device: str | None,
-    dataset: str | None,
-    size: int | None,
+    dataset: str | None = None,
+    size: int | None = None,
     precision: str = SCORE_PRECISION,
     tta: bool = False,
-) -> tuple[EvalResult, SplitData]:
-    """`evaluate`, also returning the split it loaded (an ensemble scores its average on it)."""
-    if split not in SPLITS:
-        raise MedMNISTLabError(f"unknown split '{split}'; choose one of: {', '.join(SPLITS)}")
+) -> _Scorer:
     state = load_checkpoint(checkpoint)
     config = RunConfig.from_dict(state["config"])
     config = replace(config, root=root or config.root, device=device or config.device, tta=uses_flips(config.tta, tta))
@@ -107,9 +121,69 @@ def _evaluate(
     model = model.to(dev)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    data = load_eval_split(config, info, split)
-    result = score_split(predict(model, data, config, dev, scoring, channels_last), data, info)
-    return EvalResult(Path(checkpoint), split, result, config, scoring.name), data
+    return _Scorer(model, config, info, dev, scoring, channels_last, state)
+
+
+@dataclass
+class SplitLogits:
+    """A checkpoint's logits (N, K) float32 on splits of its dataset, with their labels."""
+
+    checkpoint: Path
+    config: RunConfig
+    task: str
+    label_names: tuple[str, ...]
+    logits: dict[str, torch.Tensor]
+    labels: dict[str, np.ndarray]
+    state: dict[str, Any]
+
+
+def split_logits(
+    checkpoint: str | Path,
+    splits: Sequence[str] = ("val", "test"),
+    *,
+    root: str | None = None,
+    device: str | None = None,
+    precision: str = SCORE_PRECISION,
+) -> SplitLogits:
+    """The logits `evaluate` scores (the run's test-time flips included), for several splits."""
+    for split in splits:
+        if split not in SPLITS:
+            raise MedMNISTLabError(f"unknown split '{split}'; choose one of: {', '.join(SPLITS)}")
+    scorer = _scorer(checkpoint, root, device, precision=precision)
+    logits, labels = {}, {}
+    for split in splits:
+        logits[split], data = scorer.logits(split)
+        labels[split] = data.labels.numpy()
+    info = scorer.info
+    return SplitLogits(
+        Path(checkpoint), scorer.config, info.task, tuple(info.label_names), logits, labels, scorer.state
+    )
+
+
+def _evaluate(
+    checkpoint: str | Path,
+    split: str,
+    root: str | None,
+    device: str | None,
+    dataset: str | None,
+    size: int | None,
+    precision: str = SCORE_PRECISION,
+    tta: bool = False,
+) -> tuple[EvalResult, SplitData]:
+    """`evaluate`, also returning the split it loaded (an ensemble scores its average on it)."""
+    if split not in SPLITS:
+        raise MedMNISTLabError(f"unknown split '{split}'; choose one of: {', '.join(SPLITS)}")
+    scorer = _scorer(checkpoint, root, device, dataset, size, precision, tta)
+    logits, data = scorer.logits(split)
+    result = with_selective(score_split(logits, data, scorer.info), data, scorer.info.task)
+    return EvalResult(Path(checkpoint), split, result, scorer.config, scorer.scoring.name), data
+
+
+def with_selective(result: SplitResult, data: SplitData, task: str) -> SplitResult:
+    """Add selective prediction (risk-coverage curve, AURC, accuracy at 90%/80% coverage) to the
+    extras of a scored split."""
+    result.extras["selective"] = selective_metrics(data.labels.numpy(), result.scores, task)
+    return result
 
 
 def save_eval(result: EvalResult) -> Path:
@@ -176,4 +250,4 @@ def evaluate_ensemble(
     info = get_dataset(first.dataset, warn_alias=False)
     data = scored[0][1]  # the labels are the split's, whichever member loaded it
     mean = np.mean([m.result.scores for m in members], axis=0)
-    return EnsembleResult(split, score_probabilities(mean, data, info), members)
+    return EnsembleResult(split, with_selective(score_probabilities(mean, data, info), data, info.task), members)

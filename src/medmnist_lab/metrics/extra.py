@@ -1,5 +1,9 @@
-"""Metrics beyond the official two: per-class precision/recall/F1, confusion matrix, balanced
-accuracy, macro-F1 and expected calibration error, as a JSON-serialisable dict.
+"""Metrics beyond the official two: per-class precision/recall/F1/specificity, confusion matrix,
+balanced accuracy, macro-F1, Matthews correlation (MCC), mean specificity and expected
+calibration error, as a JSON-serialisable dict. The counts and ratios are scikit-learn's
+(`precision_recall_fscore_support`, `confusion_matrix`, `multilabel_confusion_matrix`,
+`balanced_accuracy_score`, `matthews_corrcoef`); specificity, TN / (TN + FP) of each class
+against the rest, is read off their confusion matrices.
 
 Predictions follow the official ACC: argmax for multi-class/ordinal, score of the last column
 > 0.5 for binary, each label's probability > 0.5 for multi-label. Undefined ratios (a class never
@@ -9,10 +13,18 @@ dict holds no NaN (which is not valid JSON).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import (
+    balanced_accuracy_score,
+    confusion_matrix,
+    matthews_corrcoef,
+    multilabel_confusion_matrix,
+    precision_recall_fscore_support,
+)
 
 from medmnist_lab.errors import MedMNISTLabError
 from medmnist_lab.metrics.official import MULTI_LABEL, THRESHOLD, check_task
@@ -22,13 +34,6 @@ ECE_BINS = 15
 
 def _ratio(num: float, den: float) -> float:
     return float(num / den) if den else 0.0
-
-
-def _prf(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> tuple[np.ndarray, ...]:
-    precision = np.array([_ratio(a, a + b) for a, b in zip(tp, fp, strict=True)])
-    recall = np.array([_ratio(a, a + b) for a, b in zip(tp, fn, strict=True)])
-    f1 = np.array([_ratio(2 * p * r, p + r) for p, r in zip(precision, recall, strict=True)])
-    return precision, recall, f1
 
 
 def calibration(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> dict[str, Any]:
@@ -56,17 +61,23 @@ def calibration(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BIN
 
 
 def _per_class(
-    names: Sequence[str], p: np.ndarray, r: np.ndarray, f: np.ndarray, support: np.ndarray
+    names: Sequence[str], p: np.ndarray, r: np.ndarray, f: np.ndarray, spec: np.ndarray, support: np.ndarray
 ) -> dict[str, dict[str, float | int]]:
     return {
         name: {
             "precision": float(p[i]),
             "recall": float(r[i]),
             "f1": float(f[i]),
+            "specificity": float(spec[i]),
             "support": int(support[i]),
         }
         for i, name in enumerate(names)
     }
+
+
+def _specificity(tn: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """TN / (TN + FP) per class (one class against the rest), 0.0 where undefined."""
+    return np.array([_ratio(a, a + b) for a, b in zip(tn, fp, strict=True)])
 
 
 def _single_label_probs(y_score: np.ndarray, task: str, n_classes: int) -> np.ndarray:
@@ -81,6 +92,15 @@ def _single_label_probs(y_score: np.ndarray, task: str, n_classes: int) -> np.nd
     return y_score
 
 
+def single_label_predictions(y_score: np.ndarray, task: str) -> np.ndarray:
+    """The official ACC's decision: last column > 0.5 for binary (equal to argmax except at exactly
+    0.5), argmax for multi-class and ordinal."""
+    if task == "binary-class":
+        p = y_score[:, -1] if y_score.ndim == 2 else y_score
+        return (p > THRESHOLD).astype(np.int64)
+    return y_score.argmax(1)
+
+
 def _single_label(y_true: np.ndarray, y_score: np.ndarray, task: str, names: Sequence[str]) -> dict[str, Any]:
     n = len(names)
     y = y_true.reshape(-1).astype(np.int64)
@@ -89,20 +109,23 @@ def _single_label(y_true: np.ndarray, y_score: np.ndarray, task: str, names: Seq
     if y.size and (y.min() < 0 or y.max() >= n):
         raise MedMNISTLabError(f"labels must lie in 0..{n - 1} for {n} label names")
     probs = _single_label_probs(y_score, task, n)
-    # Binary: last column > 0.5, as the official ACC (equal to argmax except at exactly 0.5).
-    pred = (probs[:, 1] > THRESHOLD).astype(np.int64) if task == "binary-class" else probs.argmax(1)
-    cm = np.zeros((n, n), dtype=np.int64)
-    np.add.at(cm, (y, pred), 1)
-    tp = np.diag(cm)
-    support = cm.sum(axis=1)
-    precision, recall, f1 = _prf(tp, cm.sum(axis=0) - tp, support - tp)
-    present = support > 0
+    pred = single_label_predictions(probs, task)
+    labels = list(range(n))
+    cm = confusion_matrix(y, pred, labels=labels)
+    precision, recall, f1, support = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0.0)
+    tp, fp, fn = np.diag(cm), cm.sum(axis=0) - np.diag(cm), cm.sum(axis=1) - np.diag(cm)
+    specificity = _specificity(cm.sum() - tp - fp - fn, fp)
+    with warnings.catch_warnings():  # a class predicted but absent from y_true: ignored, as documented
+        warnings.simplefilter("ignore", UserWarning)
+        balanced = float(balanced_accuracy_score(y, pred)) if y.size else 0.0
     return {
-        "per_class": _per_class(names, precision, recall, f1, support),
+        "per_class": _per_class(names, precision, recall, f1, specificity, support),
         "confusion_matrix": cm.tolist(),  # rows: true class, columns: predicted class
-        # Mean recall over the classes present in y_true, as sklearn's balanced_accuracy_score.
-        "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
+        # Mean recall over the classes present in y_true (sklearn's balanced_accuracy_score).
+        "balanced_accuracy": balanced,
         "macro_f1": float(f1.mean()),
+        "mcc": float(matthews_corrcoef(y, pred)) if y.size else 0.0,
+        "specificity": float(specificity.mean()),
         "calibration": calibration(probs.max(axis=1), pred == y),
     }
 
@@ -112,26 +135,24 @@ def _multi_label(y_true: np.ndarray, y_score: np.ndarray, names: Sequence[str]) 
         raise MedMNISTLabError(
             f"multi-label y_true {y_true.shape} and y_score {y_score.shape} must both be (N, {len(names)})"
         )
-    y = y_true.astype(bool)
-    pred = y_score > THRESHOLD
-    tp = (y & pred).sum(0)
-    fp = (~y & pred).sum(0)
-    fn = (y & ~pred).sum(0)
-    tn = (~y & ~pred).sum(0)
-    precision, recall, f1 = _prf(tp, fp, fn)
-    specificity = np.array([_ratio(a, a + b) for a, b in zip(tn, fp, strict=True)])
-    # Per label, the mean of the recalls of the sides (positive, negative) present in y_true.
-    recalls = np.stack([recall, specificity])  # (2, L)
-    present = np.stack([tp + fn, tn + fp]) > 0
-    balanced = (recalls * present).sum(0) / np.maximum(present.sum(0), 1)
+    y = y_true.astype(np.int64)
+    pred = (y_score > THRESHOLD).astype(np.int64)
+    precision, recall, f1, support = precision_recall_fscore_support(y, pred, zero_division=0.0)
+    mcm = multilabel_confusion_matrix(y, pred)  # (L, 2, 2): [[tn, fp], [fn, tp]] per label
+    specificity = _specificity(mcm[:, 0, 0], mcm[:, 0, 1])
+    with warnings.catch_warnings():  # a label with one side only: sklearn's balanced accuracy of it
+        warnings.simplefilter("ignore", UserWarning)
+        # Per label, the mean of the recalls of the sides (positive, negative) present in y_true.
+        balanced = [balanced_accuracy_score(y[:, i], pred[:, i]) for i in range(y.shape[1])] if y.size else [0.0]
+    mcc = [matthews_corrcoef(y[:, i], pred[:, i]) for i in range(y.shape[1])] if y.size else [0.0]
     return {
-        "per_class": _per_class(names, precision, recall, f1, tp + fn),
-        # Per label [[tn, fp], [fn, tp]], the layout of sklearn's multilabel_confusion_matrix.
-        "confusion_matrices": {
-            name: [[int(tn[i]), int(fp[i])], [int(fn[i]), int(tp[i])]] for i, name in enumerate(names)
-        },
+        "per_class": _per_class(names, precision, recall, f1, specificity, support),
+        # Per label [[tn, fp], [fn, tp]], sklearn's multilabel_confusion_matrix.
+        "confusion_matrices": {name: mcm[i].tolist() for i, name in enumerate(names)},
         "balanced_accuracy": float(np.mean(balanced)),
         "macro_f1": float(f1.mean()),
+        "mcc": float(np.mean(mcc)),  # the mean of the labels' MCCs
+        "specificity": float(specificity.mean()),
         # Each (sample, label) probability against that label's truth: a reliability diagram of
         # the per-label probabilities.
         "calibration": calibration(y_score, y),
@@ -139,8 +160,9 @@ def _multi_label(y_true: np.ndarray, y_score: np.ndarray, names: Sequence[str]) 
 
 
 def extra_metrics(y_true: np.ndarray, y_score: np.ndarray, task: str, label_names: Sequence[str]) -> dict[str, Any]:
-    """Per-class precision/recall/F1/support, confusion matrix (per label for multi-label),
-    balanced accuracy, macro-F1 and 15-bin ECE; every value is JSON-serialisable."""
+    """Per-class precision/recall/F1/specificity/support, confusion matrix (per label for
+    multi-label), balanced accuracy, macro-F1, MCC, mean specificity and 15-bin ECE; every value
+    is JSON-serialisable (multi-label: MCC and balanced accuracy are the labels' means)."""
     check_task(task)
     y_true, y_score = np.asarray(y_true), np.asarray(y_score, dtype=np.float64)
     names = [str(n) for n in label_names]
