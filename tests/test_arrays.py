@@ -222,6 +222,7 @@ _RSS_PROBE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_memory_mapped_cache_keeps_rss_far_below_the_array_size(tmp_path: Path) -> None:
     # A fresh process, so the RSS numbers are not muddied by whatever this one holds.
     nbytes = _write_big_npz(tmp_path / "breastmnist_224.npz", n_train=6000)  # ~301 MB

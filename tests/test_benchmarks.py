@@ -17,6 +17,7 @@ from medmnist_lab.engine import evaluate_ensemble
 BENCH = Path(__file__).parents[1] / "benchmarks"
 
 
+@pytest.mark.slow
 def test_ensembles_script_scores_disjoint_groups_like_evaluate(synthetic_root, tmp_path):
     out = tmp_path / "ens"
     env = {**os.environ, "MEDMNIST_ROOT": str(synthetic_root), "OMP_NUM_THREADS": "1"}

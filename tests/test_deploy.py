@@ -57,6 +57,7 @@ def test_pngs(real_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return folder
 
 
+@pytest.mark.slow
 def test_predict_on_png_files_gives_the_predictions_of_evaluate(
     breast_run: Path, test_pngs: Path, real_root: Path, tmp_path: Path, capsys
 ) -> None:
@@ -83,6 +84,7 @@ def test_predict_on_png_files_gives_the_predictions_of_evaluate(
     assert np.array_equal(Predictor.load(breast_run / "best.pt").probabilities(pixels), reference)
 
 
+@pytest.mark.slow
 def test_export_parity_and_metadata_resnet18_and_resnet50(synthetic_root: Path, tmp_path: Path) -> None:
     torch.set_num_threads(1)
     images = load_split("dermamnist", "test", 28, synthetic_root).images.numpy()  # RGB, 7 classes
@@ -110,6 +112,7 @@ def test_export_parity_and_metadata_resnet18_and_resnet50(synthetic_root: Path, 
             assert meta.config_hash and len(meta.config_hash) == 16 and meta.config["model"] == model
 
 
+@pytest.mark.slow
 def test_bad_files_each_get_a_reason_and_the_batch_goes_on(breast_run: Path, tmp_path: Path, capsys) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
@@ -187,6 +190,7 @@ def test_dicom_files_are_read_with_their_values_mapped_to_8_bit(tmp_path: Path) 
     assert items[1].pixels.shape == (1, 28, 28) and "resized from 32x32" in items[1].note
 
 
+@pytest.mark.slow
 def test_explain_writes_a_grad_cam_overlay_per_image(breast_run: Path, test_pngs: Path, tmp_path: Path, capsys) -> None:
     picks = tmp_path / "picks"
     picks.mkdir()
@@ -210,6 +214,7 @@ def test_explain_writes_a_grad_cam_overlay_per_image(breast_run: Path, test_pngs
     assert rc == 2 and "--explain needs a PyTorch checkpoint" in err
 
 
+@pytest.mark.slow
 def test_model_card_beside_every_finished_run(breast_run: Path) -> None:
     card = json.loads((breast_run / "model_card.json").read_text())
     summary = json.loads((breast_run / "summary.json").read_text())
@@ -221,6 +226,7 @@ def test_model_card_beside_every_finished_run(breast_run: Path) -> None:
     assert "## Intended use" in md and "## Limitations" in md and f"{summary['metrics']['test']['auc']:.4f}" in md
 
 
+@pytest.mark.slow
 def test_predict_and_export_usage_errors(breast_run: Path, tmp_path: Path, capsys) -> None:
     (tmp_path / "empty").mkdir()
     (tmp_path / "taken.csv").write_text("keep me")
@@ -242,6 +248,7 @@ def test_predict_and_export_usage_errors(breast_run: Path, tmp_path: Path, capsy
     assert (tmp_path / "taken.csv").read_text() == "keep me"
 
 
+@pytest.mark.slow
 def test_an_ema_and_tta_model_exports_with_its_test_time_flip(synthetic_root: Path, tmp_path: Path) -> None:
     torch.set_num_threads(1)
     cfg = resolve_config(

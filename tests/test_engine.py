@@ -370,6 +370,7 @@ def test_extra_training_data_hooks(synthetic_root, tmp_path):
     assert val_n == 16
 
 
+@pytest.mark.slow
 def test_augmented_training_is_reproducible_and_resumable(synthetic_root, tmp_path):
     cfg = dict(epochs=3, seed=2, augment="simple+cutmix", augment_params={"rotate": 20})
     a = fit(tiny_config("breastmnist", synthetic_root, tmp_path, name="a", **cfg), progress=False)
@@ -397,6 +398,7 @@ def test_bad_augmentation_magnitude_is_a_clear_cli_error(synthetic_root, tmp_pat
     assert "rotate" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag", ["breastmnist", "retinamnist"])
 def test_every_augmentation_policy_trains_on_real_data(flag, real_root, tmp_path):
     from medmnist_lab.augment import POLICIES
@@ -414,6 +416,7 @@ def get_n(flag: str, split: str) -> int:
     return get_dataset(flag).n_samples[split]
 
 
+@pytest.mark.slow
 def test_offline_expansion_end_to_end_on_real_data(real_root, tmp_path):
     out = tmp_path / "expanded.npz"
     assert (
@@ -442,6 +445,7 @@ def test_offline_expansion_end_to_end_on_real_data(real_root, tmp_path):
     assert result.summary.metrics["test"].extras["n_samples"] == 156
 
 
+@pytest.mark.slow
 def test_ema_and_tta_runs_are_scored_as_evaluate_scores_them_and_resume_exactly(synthetic_root, tmp_path):
     """EMA: validation selects on the averaged weights, which are what best.pt's "model" holds (so
     evaluate/predict/export use them); the trained weights ride along for resuming. TTA: val and

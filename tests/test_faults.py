@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # real processes trained, killed and resumed: 20-450 s a test on 2 busy cores
 DRIVER = Path(__file__).with_name("fault_driver.py")
 EPOCHS = 3
 STEPS_PER_EPOCH = 3  # 40 synthetic training images, batch 16

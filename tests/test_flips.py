@@ -21,6 +21,7 @@ from medmnist_lab.deploy.predictor import LOGITS_OUTPUT, OnnxPredictor, Predicto
 from medmnist_lab.engine import fit, resolve_config, scoring
 from medmnist_lab.engine.scoring import evaluate
 
+pytestmark = pytest.mark.slow  # every test uses the module fixture that trains two real runs: ~20 s on 2 busy cores
 TINY = dict(width=8, batch_size=64, amp=False)
 TOLERANCE = 1e-5  # fp32 throughout; the bound for "the same numbers"
 N_TEST = 156  # BreastMNIST's test split

@@ -458,6 +458,7 @@ def test_cli_train_and_sample(unbalanced_root: Path, tmp_path: Path, capsys: pyt
     assert exc.value.code == 2
 
 
+@pytest.mark.slow
 def test_cli_resume_applies_options_given_with_their_default_value(
     synthetic_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

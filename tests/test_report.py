@@ -16,6 +16,7 @@ import yaml
 
 from medmnist_lab.cli.main import main
 
+pytestmark = pytest.mark.slow  # the module site fixture trains runs and builds a report: ~100 s on 2 busy cores
 SCREENSHOTS_ENV = "MEDMNIST_LAB_SCREENSHOTS"  # a folder: the test also copies its screenshots there
 RUN_FIGURES = ("Learning curves", "Confusion matrix", "Precision and recall", "Reliability diagram", "ROC curves",
                "Misclassified test images", "The dataset")  # fmt: skip

@@ -169,6 +169,7 @@ def test_dry_run_measures_once_then_answers_from_the_cache(
     assert not (tmp_path / "st").exists()  # a dry run writes no study
 
 
+@pytest.mark.slow
 def test_predict_matches_the_onnx_export_on_a_bf16_cpu(
     tiny_run: Path, synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

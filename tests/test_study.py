@@ -92,6 +92,7 @@ def expand_points(spec):
     return grid_points(spec)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
@@ -158,6 +159,7 @@ def test_unknown_builtin_and_missing_file(capsys, tmp_path):
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.slow
 def test_run_rerun_skips_finished_and_keeps_one_row_per_cell(synthetic_root, tmp_path):
     spec = parse_spec(tiny_spec(synthetic_root))
     report = run_study(spec, tmp_path / "s", progress=False, options=ONE_THREAD)
@@ -231,6 +233,7 @@ def test_median_pruning_stops_a_trial(synthetic_root, tmp_path):
     assert not (tmp_path / "breastmnist_28" / "resnet18" / "p" / "last.pt").exists()  # final: no resume state
 
 
+@pytest.mark.slow
 def test_search_runs_trials_chooses_on_validation_and_resumes(synthetic_root, tmp_path, capsys):
     pytest.importorskip("optuna")
     spec_path = write_spec(
@@ -282,6 +285,7 @@ def test_search_runs_trials_chooses_on_validation_and_resumes(synthetic_root, tm
         assert len(store.rows()) == 4
 
 
+@pytest.mark.slow
 def test_import_existing_runs_matches_study_cells(synthetic_root, tmp_path, capsys):
     spec = parse_spec(tiny_spec(synthetic_root, axes={"dataset": ["breastmnist"], "seed": [0, 1]}))
     run_study(spec, tmp_path / "s", progress=False, options=ONE_THREAD)
@@ -310,6 +314,7 @@ def test_import_existing_runs_matches_study_cells(synthetic_root, tmp_path, caps
         assert len(b.rows()) == 2  # the legacy copy is the same cell as the study's run
 
 
+@pytest.mark.slow
 def test_cli_list_show_and_dry_run(synthetic_root, tmp_path, capsys):
     assert main(["study", "list"]) == 0
     out = capsys.readouterr().out
@@ -326,6 +331,7 @@ def test_cli_list_show_and_dry_run(synthetic_root, tmp_path, capsys):
     assert "--backend ray" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_synthetic_gan_balanced_cells_on_real_breastmnist(real_root, tmp_path):
     """`synthetic: gan-balanced` trains one GAN for the dataset, samples class-balancing images,
     and every seed's cell trains on them (a tiny GAN and classifier)."""

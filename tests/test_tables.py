@@ -79,6 +79,12 @@ def make_row(
     )
 
 
+HEADER = "| model | n | test AUC (mean ± std [95% CI, logit-t]) | test ACC (mean ± std [95% CI, logit-t]) |"
+COMPARISON_HEADER = (
+    " Δ AUC vs baseline [95% CI] | Δ AUC paired t-test | Δ ACC vs baseline [95% CI] | Δ ACC paired t-test |"
+)
+
+
 def two_models() -> list[ResultRow]:
     return [make_row(m, s) for m in ("resnet18", "resnet50") for s in range(3)]
 
@@ -107,14 +113,15 @@ def test_markdown_groups_by_varying_fields_with_mean_std_ci() -> None:
     # mean .8967, sd .01528; the interval is the t-interval (t(.975, 2) = 4.303) of the logits, mapped
     # back: [0.854, 0.929] (the plain t-interval would be [0.859, 0.935])
     assert cells[2] == "0.897 ± 0.015 [0.854, 0.929]"
-    assert text.splitlines()[0].startswith("| model | n | test AUC (mean ± std [95% CI, logit-t])")
+    assert text.splitlines()[0] == HEADER
 
 
 def test_only_done_rows_count() -> None:
     rows = [*two_models(), make_row("resnet18", 3, auc=0.1, status="failed"), make_row("resnet18", 4, status="running")]
     text = build_table(rows, ["model"])
     assert md_row(text, "resnet18")[1] == "3"
-    assert md_row(text, "resnet18")[2].startswith("0.897")  # the failed run's 0.1 is not in the mean
+    # the failed run's 0.1 is not in the mean: the same cell as without it
+    assert md_row(text, "resnet18")[2] == "0.897 ± 0.015 [0.854, 0.929]"
     assert "excluded: 1 failed, 1 running" in text
 
 
@@ -127,7 +134,7 @@ def test_groups_by_several_fields_sorted_numerically() -> None:
     rows = [make_row("resnet18", s, size=size) for size in (224, 28, 64) for s in range(2)]
     data = compute_table(rows, ["size", "model"])
     assert [g.group["size"] for g in data.groups] == [28, 64, 224]  # numbers, not "224" < "28"
-    assert all(len(g.rows) == 2 for g in data.groups)
+    assert [len(g.rows) for g in data.groups] == [2, 2, 2]
 
 
 def test_missing_metric_values_are_counted_per_metric() -> None:
@@ -204,6 +211,14 @@ def test_non_binary_task_gets_no_delong(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(tables, "_labels", fail)
     text = build_table(two_models(), ["model"], baseline=("model", "resnet18"))
     assert "DeLong" not in text
+    # what the comparison holds instead: the paired t-test columns, filled for the non-baseline group
+    assert text.splitlines()[0] == HEADER + COMPARISON_HEADER
+    assert md_row(text, "resnet50")[4:] == [
+        "+0.020 [+0.017, +0.023] (3 pairs)",
+        "significant (p=0.0011)",
+        "-0.001 [-0.033, +0.031] (3 pairs)",
+        "not significant (p=0.9)",
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,7 +259,7 @@ def test_delong_per_seed_pair_from_prediction_files(binary_runs: tuple[list[Resu
     doc = json.loads(build_table(rows, ["model"], baseline=("model", "resnet18"), fmt="json"))
     comp = doc["records"][1]["comparison"]
     assert [c["seed"] for c in comp["delong"]] == [0, 1, 2]
-    assert all(c["auc_a"] > c["auc_b"] for c in comp["delong"])  # the stronger model wins on every seed
+    assert [c["auc_a"] > c["auc_b"] for c in comp["delong"]] == [True] * 3  # the stronger model wins every seed
     for cell, seed in zip(comp["delong"], range(3), strict=True):
         ours, base = rows[3 + seed], rows[seed]
         want = delong_test(labels, scores_of(ours), scores_of(base))
@@ -277,6 +292,7 @@ def test_delong_missing_data_file_is_reported(binary_runs: tuple[list[ResultRow]
     rows, _ = binary_runs
     data = compute_table(rows, ["model"], baseline=("model", "resnet18"), data_root=tmp_path / "empty")
     notes = [c.note for c in data.groups[1].comparison.delong]
+    assert len(notes) == 3  # one per seed pair, each with its note
     assert all(n is not None and "labels unavailable" in n and "not found" in n for n in notes)
 
 
@@ -298,7 +314,7 @@ def test_reference_columns_and_source() -> None:
     assert md_row(text, "resnet50")[4:6] == ["0.913", "0.735"]
     assert "Reference (official): MedMNIST v2 official benchmark" in text
     doc = json.loads(build_table(two_models(), ["model"], reference="official", fmt="json"))
-    assert doc["reference"]["source"].startswith("MedMNIST v2 official benchmark")
+    assert doc["reference"]["source"] == source_header("medmnist_v2_benchmark.csv")
     assert doc["records"][0]["reference"] == {"auc": 0.917, "acc": 0.735}
 
 
@@ -400,12 +416,37 @@ def test_best_trial_refuses_test_objective_and_missing_metric() -> None:
 # Reference tables
 
 
+REFERENCE_CSVS = {  # reference table -> its CSV file under metrics/reference
+    "official": "medmnist_v2_benchmark.csv",
+    "seed": "seed_results.csv",
+    "medmnist-plus": "medmnist_plus_acc.csv",
+    "official-script": "official_script_runs.csv",
+}
+
+
+def header_lines(csv_name: str) -> list[str]:
+    """A reference CSV's leading '# ' lines (package data), without the '# '."""
+    text = (resources.files("medmnist_lab.metrics") / "reference" / csv_name).read_text("utf-8")
+    header = []
+    for line in text.splitlines():
+        if not line.startswith("# "):
+            break
+        header.append(line[2:])
+    return header
+
+
+def source_header(csv_name: str) -> str:
+    """The source text a reference table reports: its CSV's header lines, joined."""
+    return " ".join(header_lines(csv_name))
+
+
 def test_reference_registry_and_sources() -> None:
     assert sorted(REFERENCES.names()) == ["medmnist-plus", "official", "official-script", "seed"]
     assert "Yang et al., Scientific Data 2023" in get_reference("official").source
     assert "EE228" in get_reference("seed").source
     assert "Doerrich et al." in get_reference("medmnist-plus").source
-    assert not get_reference("seed").source.startswith("#")
+    for name, csv_name in REFERENCE_CSVS.items():  # the CSV's '# ' header, without the '# '
+        assert get_reference(name).source == source_header(csv_name)
 
 
 @pytest.mark.parametrize(
@@ -443,10 +484,17 @@ def test_reference_tables_cover_every_dataset() -> None:
 
 
 def test_reference_csvs_are_package_data_with_their_source_header() -> None:
-    folder = resources.files("medmnist_lab.metrics") / "reference"
-    for name in ("medmnist_v2_benchmark.csv", "medmnist_plus_acc.csv", "seed_results.csv"):
-        first = (folder / name).read_text("utf-8").splitlines()[0]
-        assert first.startswith("# ")
+    counts = {name: len(header_lines(name)) for name in REFERENCE_CSVS.values()}
+    assert counts == {
+        "medmnist_v2_benchmark.csv": 3,
+        "seed_results.csv": 1,
+        "medmnist_plus_acc.csv": 3,
+        "official_script_runs.csv": 3,
+    }
+    assert header_lines("seed_results.csv") == [
+        "Results reported in the seed report (EE228 Teamwork: MedMNIST, 2021): single runs, MedMNIST v1 files, "
+        "test split."
+    ]
 
 
 def test_nan_metric_is_not_a_value() -> None:
@@ -484,6 +532,7 @@ def test_delong_across_sizes_of_one_dataset_checks_the_labels_match(tmp_path: Pa
     write_npz(root / "breastmnist_64.npz", "breastmnist", 64, seed=5)
     doc = json.loads(build_table(rows, ["size"], baseline=("size", 28), fmt="json"))
     notes = [c.get("note", "") for c in doc["records"][1]["comparison"]["delong"]]
+    assert len(notes) == 3, notes
     assert all("label their test samples differently" in n for n in notes), notes
 
 

@@ -4,8 +4,11 @@ Every command that writes a file the user names calls `check_output_file` first 
 path must not cost an hour of training), and `check_output_dir` for a folder it will create. An
 existing file is replaced only with `overwrite=True` (`--overwrite`); a dataset file of the data
 root never, whatever the flag: those files are the one thing a user cannot regenerate offline.
-`atomic_path` gives writers a temporary name in the target's folder that becomes the target in one
-`os.replace`, so a crash or a full disk leaves the old file (or none), never half a file.
+Every file the project writes goes through `atomic_path`: it gives the writer a temporary name in
+the target's folder that becomes the target in one `os.replace`, so a crash, a Ctrl-C or a full
+disk leaves the old file (or none), never half a file, and no temporary file behind.
+`write_text_atomic` and `write_bytes_atomic` are the same for writers that hold the whole content;
+writers that need a file name (pandas, matplotlib, PIL, torch) use `atomic_path` itself.
 
 One rule for missing folders, files and folders alike: an output may go into folders that do not
 exist yet, if they can be created (the nearest existing one is a writable folder). The checks
@@ -104,7 +107,29 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         kept = f"the previous {path.name} is unchanged" if path.exists() else f"nothing was written to {path}"
         raise OutputError(f"could not write {path} ({exc.strerror or exc}); {kept}") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        # Not missing_ok: a parent that is a file makes unlink raise NotADirectoryError, which
+        # would hide the OutputError that says what went wrong.
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            tmp.unlink()
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str, *, encoding: str = "utf-8") -> Path:
+    """Write `text` to `path` atomically (see `atomic_path`); returns `path`.
+
+    UTF-8 unless told otherwise, not the locale's encoding: the same file on every machine.
+    """
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding=encoding)
+    return path
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write `data` to `path` atomically (see `atomic_path`); returns `path`."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return path
 
 
 def remove_temp_files(folder: str | os.PathLike[str]) -> list[Path]:

@@ -43,13 +43,9 @@ def check_header(data: dict[str, Any], fmt: str, version: int, what: str) -> int
 
 def write_json(data: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Atomically: a reader never sees half a file."""
-    from medmnist_lab.outputs import atomic_path
+    from medmnist_lab.outputs import write_text_atomic
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2))
-    return path
+    return write_text_atomic(path, json.dumps(data, indent=2))
 
 
 def read_record(cls: Any, path: str | os.PathLike[str], default_name: str, what: str, missing_hint: str) -> Any:

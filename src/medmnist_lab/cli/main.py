@@ -25,6 +25,7 @@ from medmnist_lab import __version__
 from medmnist_lab.cli.common import HelpFormatter
 from medmnist_lab.data.paths import ROOT_ENV
 from medmnist_lab.errors import MedMNISTLabError
+from medmnist_lab.outputs import write_text_atomic
 
 # Command groups, in the order `--help` lists them. Modules are imported lazily so that
 # `medmnist-lab datasets list` does not pay for importing the training stack.
@@ -120,12 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def crash_log(exc: BaseException) -> Path:
     """Write the traceback (and the command line) to a new file in the temp folder; its path."""
-    folder = Path(tempfile.gettempdir()) / "medmnist-lab"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.gettempdir()) / "medmnist-lab"  # made by write_text_atomic
     path = folder / f"crash-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.log"
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    path.write_text(f"medmnist-lab {__version__}\ncommand: {' '.join(sys.argv)}\n\n{text}")
-    return path
+    return write_text_atomic(path, f"medmnist-lab {__version__}\ncommand: {' '.join(sys.argv)}\n\n{text}")
 
 
 if __name__ == "__main__":

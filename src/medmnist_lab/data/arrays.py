@@ -22,6 +22,7 @@ import torch
 from medmnist_lab.data.paths import ROOT_ENV, cache_dir, data_path
 from medmnist_lab.data.registry import SPLITS, DatasetInfo, get_dataset
 from medmnist_lab.errors import DataFileError
+from medmnist_lab.outputs import OutputError, atomic_path, write_text_atomic
 
 # Files written by medmnist-lab itself (offline augmentation, GAN samples, test fixtures) carry
 # this key: a JSON string describing their origin. Official sample counts are not enforced on
@@ -142,24 +143,25 @@ def _cached_member(path: Path, key: str, cache: Path) -> np.ndarray:
     stamp = f"{st.st_size}:{st.st_mtime_ns}"
     stamp_file = cache / f"{key}.source"
     if not (target.is_file() and stamp_file.is_file() and stamp_file.read_text() == stamp):
-        # Per-process temp name: two processes converting the same split must not interleave.
-        tmp = cache / f"{key}.npy.{os.getpid()}.part"
         try:
-            cache.mkdir(parents=True, exist_ok=True)
-            tmp.touch()
-        except OSError as exc:
+            # atomic_path's temporary name is per process: two processes converting the same split
+            # do not interleave, and a copy killed midway never becomes the cache.
+            with atomic_path(target) as tmp:
+                try:
+                    with zipfile.ZipFile(path) as zf, zf.open(f"{key}.npy") as src, open(tmp, "wb") as dst:
+                        shutil.copyfileobj(src, dst, length=16 << 20)  # constant memory; CRC checked at EOF
+                except _CORRUPT as exc:
+                    if isinstance(exc, OSError) and exc.errno is not None:
+                        raise  # the cache's folder or disk, not the archive: reported below
+                    raise CorruptFileError(
+                        f"{path}: array '{key}' is truncated or corrupt ({exc}); re-download it"
+                    ) from None
+            write_text_atomic(stamp_file, stamp)
+        except OutputError as exc:
             raise DataFileError(
                 f"cannot write the memory-map cache {cache} ({exc}); large files are converted "
                 "once to .npy there: use a writable --root, or load with mmap=False"
             ) from None
-        try:
-            with zipfile.ZipFile(path) as zf, zf.open(f"{key}.npy") as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst, length=16 << 20)  # constant memory; CRC checked at EOF
-        except _CORRUPT as exc:
-            tmp.unlink(missing_ok=True)
-            raise CorruptFileError(f"{path}: array '{key}' is truncated or corrupt ({exc}); re-download it") from None
-        os.replace(tmp, target)
-        stamp_file.write_text(stamp)
     try:
         # mode "c" (copy-on-write) gives a writable array, so torch.from_numpy does not warn,
         # while pages are read from disk only when touched and never written back.

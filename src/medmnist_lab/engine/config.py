@@ -91,7 +91,10 @@ class RunConfig:
         return asdict(self)
 
     def to_yaml(self, path: Path) -> None:
-        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        from medmnist_lab.outputs import write_text_atomic  # the one writer of this module
+
+        # Atomic: a run resumed after a crash reads its config.yaml back, so never half of one.
+        write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:

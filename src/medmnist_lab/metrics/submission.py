@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import numpy as np
 from medmnist_lab.data.registry import SPLITS, get_dataset
 from medmnist_lab.errors import MedMNISTLabError
 from medmnist_lab.metrics.official import Metrics
+from medmnist_lab.outputs import atomic_path
 
 # parse_and_evaluate takes the run as the text between the last '@' and the first '.' after it.
 _RUN_RE = re.compile(r"[A-Za-z0-9_-]+")
@@ -50,21 +50,14 @@ def write_submission(
     metrics: Metrics,
     run: str | int,
 ) -> Path:
-    """Write the scores atomically (temporary file, then rename) and return the path."""
+    """Write the scores atomically (`outputs.atomic_path`) and return the path."""
     import pandas as pd  # a dependency of medmnist; imported here because it is slow to import
 
     y_score = np.asarray(y_score)
     if y_score.ndim not in (1, 2):
         raise MedMNISTLabError(f"y_score must be (N,) or (N, C), got shape {y_score.shape}")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / submission_filename(flag, size, split, metrics, run)
-    # Same folder, so the rename is atomic; pandas creates it, so it gets the usual permissions.
-    tmp = folder / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
+    path = Path(folder) / submission_filename(flag, size, split, metrics, run)
+    # pandas writes the temporary file itself, so the file gets the usual permissions.
+    with atomic_path(path) as tmp:
         pd.DataFrame(y_score).to_csv(tmp, header=None)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path

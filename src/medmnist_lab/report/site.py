@@ -18,7 +18,6 @@ import json
 import math
 import multiprocessing
 import os
-import shutil
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -30,6 +29,7 @@ from tqdm.auto import tqdm
 
 from medmnist_lab import __version__
 from medmnist_lab.errors import MedMNISTLabError
+from medmnist_lab.outputs import write_bytes_atomic, write_text_atomic
 from medmnist_lab.report.runs import RunPage, draw_run, read_run, slug_for
 from medmnist_lab.report.studies import StudyPage, draw_study, read_study
 from medmnist_lab.report.style import Fig
@@ -104,8 +104,8 @@ def build_report(
     (out / "runs").mkdir(parents=True, exist_ok=True)
     (out / "studies").mkdir(parents=True, exist_ok=True)
     assets.mkdir(parents=True, exist_ok=True)
-    for name in ("style.css", "sort.js"):
-        shutil.copyfile(ASSETS / name, assets / name)
+    for name in ("style.css", "sort.js"):  # small: read whole, written like every other file
+        write_bytes_atomic(assets / name, (ASSETS / name).read_bytes())
     taken: set[str] = set()
     cache: dict[str, Any] = {}
     studies = [read_study(s, slug_for(s, taken)) for s in study_paths]
@@ -159,10 +159,7 @@ def _run_page(job: tuple[Path, str], assets: Path, root: str | None, cache: dict
 
 
 def _write(path: Path, text: str) -> None:
-    from medmnist_lab.outputs import atomic_path
-
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    write_text_atomic(path, text)  # UTF-8: the pages declare it
 
 
 # --- HTML -----------------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from PIL import Image
 
+from medmnist_lab.outputs import atomic_path
+
 # Okabe & Ito (2008), "Color Universal Design": black first for single series.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 DPI = 110
@@ -72,20 +74,22 @@ class Fig:
 
 
 def save(fig: Figure, folder: Path, name: str, caption: str, wide: bool = False) -> Fig:
-    """`name.png` and `name.svg` in `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with plt.rc_context(RC):
-        fig.savefig(folder / f"{name}.png", dpi=DPI, pil_kwargs={"compress_level": 1})
-        fig.savefig(folder / f"{name}.svg")
-    plt.close(fig)
+    """`name.png` and `name.svg` in `folder`, each written atomically: a report rebuilt over an old
+    one and interrupted keeps the old figure, never a truncated one."""
+    try:
+        with plt.rc_context(RC):
+            # The temporary name ends in .tmp, so the format is given, not guessed from the suffix.
+            with atomic_path(folder / f"{name}.png") as tmp:
+                fig.savefig(tmp, format="png", dpi=DPI, pil_kwargs={"compress_level": 1})
+            with atomic_path(folder / f"{name}.svg") as tmp:
+                fig.savefig(tmp, format="svg")
+    finally:
+        plt.close(fig)  # a failed save must not leak the figure into the next page's memory
     return Fig(caption, f"{name}.png", f"{name}.svg", wide)
 
 
 def save_image(image: Image.Image, folder: Path, name: str, caption: str, wide: bool = False) -> Fig:
     """A picture that is not a plot (an image grid): PNG only."""
-    from medmnist_lab.outputs import atomic_path
-
-    folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / f"{name}.png") as tmp:  # two workers may draw the same montage
         image.save(tmp, format="PNG")
     return Fig(caption, f"{name}.png", None, wide)

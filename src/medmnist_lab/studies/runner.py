@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from medmnist_lab.engine.runfolder import KEEP_CHOICES
 from medmnist_lab.errors import MedMNISTLabError
+from medmnist_lab.outputs import write_text_atomic
 from medmnist_lab.studies.backends import BackendOptions, create_backend
 from medmnist_lab.studies.spec import Cell, StudySpec, expand, missing_data_files
 from medmnist_lab.studies.store import ResultStore
@@ -89,11 +90,8 @@ def plan(spec: StudySpec, study_dir: Path) -> tuple[list[Cell], list[Any]]:
 
 def save_spec(spec: StudySpec, study_dir: Path) -> Path:
     """Every invocation's resolved spec is kept (specs/TIMESTAMP.yaml): nothing is overwritten."""
-    folder = study_dir / "specs"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{datetime.now():%Y%m%d-%H%M%S-%f}.yaml"
-    path.write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
-    return path
+    path = study_dir / "specs" / f"{datetime.now():%Y%m%d-%H%M%S-%f}.yaml"
+    return write_text_atomic(path, yaml.safe_dump(spec.to_dict(), sort_keys=False))
 
 
 class _Queue:
