@@ -157,7 +157,7 @@ def test_cache_is_reused_and_refreshed_when_the_source_changes(tmp_path: Path) -
     write_npz(src, "breastmnist", 224, counts=(4, 3, 2), seed=5)
     second = load_split("breastmnist", "val", 224, tmp_path)
     assert len(first) == 2 and len(second) == 3
-    assert list(cache.parent.glob("*.part")) == []
+    assert list(cache.parent.glob(".*.tmp")) == []
 
 
 def test_explicit_path_gets_its_own_cache(tmp_path: Path) -> None:
@@ -383,7 +383,7 @@ def test_corrupt_member_fails_its_crc(size: int, tmp_path: Path) -> None:
     target.write_bytes(bytes(blob))
     with pytest.raises(CorruptFileError, match=r"'train_images' is truncated or corrupt.*CRC"):
         load_split("breastmnist", "train", size, tmp_path)
-    assert list(tmp_path.rglob("*.part")) == [], "no half-written cache is left"
+    assert list(tmp_path.rglob(".*.tmp")) == [], "no half-written cache is left"
 
 
 @pytest.mark.parametrize("content", [b"<html>404 Not Found</html>", b""])

@@ -18,6 +18,7 @@ from PIL import Image
 from medmnist_lab.deploy.images import Item
 from medmnist_lab.deploy.predictor import TorchPredictor
 from medmnist_lab.errors import MedMNISTLabError
+from medmnist_lab.outputs import atomic_path
 
 DISPLAY = 224
 
@@ -53,7 +54,8 @@ class Explainer:
             scale = max(1, -(-DISPLAY // overlay.width))
             overlay = overlay.resize((overlay.width * scale, overlay.height * scale), Image.Resampling.NEAREST)
             label = re.sub(r"[^A-Za-z0-9_-]+", "_", info.label_names[int(k)])[:40]
-            overlay.save(self.folder / f"{self.count:06d}_{overlay_stem(item.name)}_{label}.png")
+            with atomic_path(self.folder / f"{self.count:06d}_{overlay_stem(item.name)}_{label}.png") as tmp:
+                overlay.save(tmp, format="PNG")  # (the temporary name has no .png suffix)
             self.count += 1
 
 

@@ -56,7 +56,7 @@ import yaml
 
 from medmnist_lab.engine.checkpoint import atomic_save, safe_load
 from medmnist_lab.errors import CheckpointError, MedMNISTLabError
-from medmnist_lab.outputs import atomic_path, check_output_dir
+from medmnist_lab.outputs import atomic_path, check_output_dir, write_text_atomic
 from medmnist_lab.outputs import remove_temp_files as remove_dead_temp_files
 
 try:
@@ -185,7 +185,7 @@ class RunFolder:
         if (self.path / "samples").is_dir():
             shutil.rmtree(self.path / "samples")
         self.write_config(config)
-        self.history_path.write_text("")
+        write_text_atomic(self.history_path, "")
         return restart
 
     @property

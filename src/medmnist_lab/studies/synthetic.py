@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
-import os
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +77,5 @@ def _make(config: Any, s: dict[str, Any], gan_dir: Path, npz: Path) -> None:
     state = RunFolder(gan_dir).state()
     if state is not RunState.FINISHED:
         train_gan(gan, resume=state is RunState.INTERRUPTED, progress=False)
-    tmp = npz.with_name(f".{npz.stem}.tmp.npz")  # renamed when complete: a kill leaves no half file
-    sample_to_npz(gan_dir / "last.pt", tmp, balance=True, seed=s["seed"], device=config.device)
-    os.replace(tmp, npz)
+    # written atomically (outputs.atomic_path, inside): a kill leaves no half file
+    sample_to_npz(gan_dir / "last.pt", npz, balance=True, seed=s["seed"], device=config.device)
