@@ -303,15 +303,27 @@ def test_ctrl_c_exits_130_asks_for_a_rerun_and_the_rerun_completes(spec4, refere
     out = tmp_path / "study"
     started = Started(spec4, out, tmp_path / "logs", "--workers", "2")
     try:
-        interrupt_midway(started, out, 4, 3)
-        # Freeze the workers at this moment, so the SIGINT lands while a cell is part-trained: on a
-        # fast CPU the remaining cells could otherwise finish between the check and the signal.
-        workers = psutil.Process(started.proc.pid).children(recursive=True)
-        for p in workers:
-            p.suspend()
-        assert 1 <= len(finished(out)) < 4 and mid_training(out, 3), "frozen mid-study"
+        # Freeze the coordinator (so it starts no cell) and its workers at a moment when a cell is
+        # part-trained, so that the SIGINT lands then: on a fast CPU the remaining cells could
+        # otherwise finish between the check and the signal, and on a loaded one a cell can finish
+        # between the wait and the freeze (then let it run on and try again).
+        for _ in range(10):
+            interrupt_midway(started, out, 4, 3)
+            coordinator = psutil.Process(started.proc.pid)
+            coordinator.suspend()
+            frozen = [coordinator, *coordinator.children(recursive=True)]
+            for p in frozen[1:]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    p.suspend()
+            if 1 <= len(finished(out)) < 4 and mid_training(out, 3):
+                break
+            for p in reversed(frozen):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    p.resume()
+        else:
+            pytest.fail("never caught the study with a finished cell and a part-trained one")
         os.killpg(started.proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        for p in workers:
+        for p in reversed(frozen):  # workers first, then the coordinator
             with contextlib.suppress(psutil.NoSuchProcess):
                 p.resume()  # the pending SIGINT is handled first thing
         rc = started.proc.wait(60)
