@@ -280,7 +280,8 @@ def study_html(page: StudyPage) -> str:
     parts.append(
         f"<p>{page.counts.get('done', 0)} runs done"
         + "".join(f", {n} {k}" for k, n in page.counts.items() if k != "done")
-        + f"; store: <code>{e(str(page.path))}</code>. Confidence intervals are 95% t intervals over seeds.</p>"
+        + f"; store: <code>{e(str(page.path))}</code>. Confidence intervals are 95% logit-scale "
+        "t-intervals over seeds (they stay in [0, 1]).</p>"
     )
     for sec in page.sections:
         parts.append(f"<section><h2>{e(sec.dataset)}</h2>")
