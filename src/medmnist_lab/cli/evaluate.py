@@ -60,8 +60,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         size=args.size,
         precision=args.precision,
         tta=args.tta,
+        use_calibration=not args.uncalibrated,
     )
     out = save_eval(result)
+    say_calibration(args, result)
     show(args, result, f"{result.config.dataset}_{result.config.size} {args.split}")
     if args.predictions:
         info_run = checkpoint.parent.name
@@ -71,6 +73,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"predictions: {path}")
     print(f"saved: {out}")
     return 0
+
+
+def say_calibration(args: argparse.Namespace, result: Any) -> None:
+    """One line on the calibration used (stderr with --json, which keeps stdout JSON)."""
+    import sys
+
+    from medmnist_lab.engine.calibration import describe
+
+    line = describe(result.calibration, result.checkpoint, args.uncalibrated)
+    print(line, file=sys.stderr if args.json else sys.stdout)
 
 
 def show(args: argparse.Namespace, result: Any, title: str) -> None:
@@ -112,7 +124,10 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
         size=args.size,
         precision=args.precision,
         tta=args.tta,
+        use_calibration=not args.uncalibrated,
     )
+    for m in result.members:
+        say_calibration(args, m)
     if not args.json:
         for m in result.members:
             print(f"  member {m.checkpoint}: AUC {m.result.metrics.auc:.4f}  ACC {m.result.metrics.acc:.4f}")
@@ -137,10 +152,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "eval_{checkpoint}_{split}.json beside it.\n\n"
         "With several checkpoints of one dataset and size (e.g. the same recipe, different seeds), scores\n"
         "their ensemble: the members' probabilities averaged (each with its own test-time flips), then the\n"
-        "official metrics; prints each member and the ensemble, and writes a record only with -o.",
+        "official metrics; prints each member and the ensemble, and writes a record only with -o.\n\n"
+        "A calibration.json beside a checkpoint (`medmnist-lab calibrate`) rescales its logits before\n"
+        "scoring (one line says which; the record's 'calibration' says so too); --uncalibrated switches it off.",
         epilog="examples:\n"
         "  medmnist-lab evaluate runs/breastmnist_28/resnet18/NAME/best.pt --split test\n"
-        "  medmnist-lab evaluate runs/breastmnist_28/resnet18/*/best.pt -o ensemble_test.json",
+        "  medmnist-lab evaluate runs/breastmnist_28/resnet18/*/best.pt -o ensemble_test.json\n"
+        "  medmnist-lab evaluate best.pt --uncalibrated     # ignore calibration.json beside it",
         formatter_class=HelpFormatter,
     )
     p.add_argument(
@@ -166,6 +184,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also write the official prediction CSV (beside the checkpoint; for an ensemble, beside -o)",
     )
     p.add_argument("--json", action="store_true", help="print all metrics as JSON")
+    p.add_argument(
+        "--uncalibrated",
+        action="store_true",
+        help="score the raw model even when calibration.json (from `medmnist-lab calibrate`) is beside it",
+    )
     add_precision(p, training=False)
     p.add_argument(
         "-o", "--output", type=Path, default=None, help="ensemble only: write its record (JSON) to this file"

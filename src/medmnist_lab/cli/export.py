@@ -10,14 +10,17 @@ from medmnist_lab.cli.common import HelpFormatter, add_overwrite, output_path
 
 def cmd_export(args: argparse.Namespace) -> int:
     from medmnist_lab.deploy.export import SUFFIXES, default_output, export_model
+    from medmnist_lab.engine.calibration import Calibration, describe
 
     out = args.output or default_output(args.checkpoint, args.format)
     output_path(out, args, (SUFFIXES[args.format],))
-    path, info = export_model(args.checkpoint, args.format, out)
+    path, info = export_model(args.checkpoint, args.format, out, use_calibration=not args.uncalibrated)
+    calibration = Calibration.from_dict(info.calibration) if info.calibration is not None else None
+    print(describe(calibration, args.checkpoint, args.uncalibrated))
     print(
         f"wrote {path}: {info.dataset} {info.size} px, {info.channels} channel(s), {len(info.label_names)} "
         f"classes; input float32 (N, {info.channels}, {info.size}, {info.size}) pixel values 0..255, "
-        "output probabilities"
+        f"output {'calibrated ' if calibration else ''}probabilities"
     )
     return 0
 
@@ -30,12 +33,16 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Write a checkpoint as one self-describing file: the graph takes float32 pixel values 0..255\n"
             "(N, C, S, S; any N), normalises them as in training and returns probabilities. Label names,\n"
             "image size, channels, mean/std, task, dataset, the run's metrics and its config hash are stored\n"
-            "in it (ONNX metadata_props / a TorchScript extra file, key 'medmnist_lab', JSON)."
+            "in it (ONNX metadata_props / a TorchScript extra file, key 'medmnist_lab', JSON).\n\n"
+            "A calibration.json beside the checkpoint (`medmnist-lab calibrate`) is folded into the graph\n"
+            "(its scaling applied to the logits; the metadata records it and any conformal thresholds);\n"
+            "--uncalibrated exports the raw model."
         ),
         epilog=(
             "examples:\n"
             "  medmnist-lab export runs/breastmnist_28/resnet18/NAME/best.pt --format onnx\n"
             "  medmnist-lab export best.pt --format torchscript -o deploy/breast.pt\n"
+            "  medmnist-lab export best.pt --format onnx --uncalibrated -o raw.onnx   # ignore calibration.json\n"
             "  medmnist-lab predict runs/breastmnist_28/resnet18/NAME/best.onnx scans/   # use the export"
         ),
         formatter_class=HelpFormatter,
@@ -44,6 +51,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("onnx", "torchscript"), required=True, help="file format")
     p.add_argument(
         "-o", "--output", type=Path, default=None, help="default: beside the checkpoint (.onnx / .torchscript.pt)"
+    )
+    p.add_argument(
+        "--uncalibrated",
+        action="store_true",
+        help="export the raw model even when calibration.json (from `medmnist-lab calibrate`) is beside it",
     )
     add_overwrite(p)
     p.set_defaults(func=cmd_export)

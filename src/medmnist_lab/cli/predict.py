@@ -20,8 +20,17 @@ inputs:
 
 output:
   one row per image: path, predicted label (multi-label: every label at or above 0.5), the
-  probability of every class, and a note on any conversion. CSV (default; to stdout without -o)
-  or JSON (-o FILE.json). Unreadable files are listed on stderr with the reason and skipped.
+  probability of every class, the calibration used, and a note on any conversion. CSV (default;
+  to stdout without -o) or JSON (-o FILE.json). Unreadable files are listed on stderr with the
+  reason and skipped.
+
+calibration:
+  a calibration.json beside the checkpoint (`medmnist-lab calibrate`; an .onnx export carries it
+  inside) makes the probabilities the calibrated ones; one line on stderr says which, and
+  --uncalibrated switches it off. With a conformal calibration (`calibrate --conformal ALPHA`)
+  each row also has its prediction set (prediction_set: label names joined by |, empty for an
+  empty set). --abstain-below P adds an abstain column: true where the top probability is below P.
+  See docs/trust.md.
 
 exit code: 0 every input predicted, 1 some inputs could not be read (the rest are written),
   2 a usage error (bad model, no inputs, an output that exists).
@@ -30,14 +39,20 @@ examples:
   medmnist-lab predict runs/breastmnist_28/resnet18/NAME/best.pt scans/ -o predictions.csv
   medmnist-lab predict best.onnx image.png --tta
   medmnist-lab predict best.pt scans/ --explain cams/      # Grad-CAM overlays (explain extra)
+  medmnist-lab predict best.pt scans/ --abstain-below 0.8  # flag images the model is unsure of
+  medmnist-lab predict best.pt scans/ --uncalibrated       # ignore calibration.json
 """
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from medmnist_lab.deploy.predict import predict_files, write_report
+    from medmnist_lab.deploy.predict import check_abstain, predict_files, write_report
     from medmnist_lab.deploy.predictor import Predictor, TorchPredictor
+    from medmnist_lab.engine.calibration import describe
     from medmnist_lab.errors import MedMNISTLabError
     from medmnist_lab.outputs import check_output_dir
+
+    if args.abstain_below is not None:
+        check_abstain(args.abstain_below)
 
     if args.output is not None:
         output_path(args.output, args, (".csv", ".json"))
@@ -47,7 +62,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         check_output_dir(args.explain, what="--explain")
     if args.device is not None and args.checkpoint.suffix.lower() == ".onnx":
         raise MedMNISTLabError("--device applies to PyTorch checkpoints; .onnx models run on the CPU here")
-    predictor = Predictor.load(args.checkpoint, args.device or "cpu", args.precision)
+    predictor = Predictor.load(args.checkpoint, args.device or "cpu", args.precision, not args.uncalibrated)
     on_batch = None
     if args.explain is not None:
         if not isinstance(predictor, TorchPredictor):
@@ -56,7 +71,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         args.explain.mkdir(parents=True, exist_ok=True)
         on_batch = Explainer(predictor, args.explain)
-    report = predict_files(predictor, args.inputs, tta=args.tta, batch_size=args.batch_size, on_batch=on_batch)
+    report = predict_files(
+        predictor,
+        args.inputs,
+        tta=args.tta,
+        batch_size=args.batch_size,
+        on_batch=on_batch,
+        abstain_below=args.abstain_below,
+        uncalibrated=args.uncalibrated,
+    )
     for path, why in report.failed:
         print(f"skipped {path}: {why}", file=sys.stderr)
     if not report.predictions and not report.failed:
@@ -69,6 +92,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     else:
         write_report(report, args.output, model)
+    print(describe(predictor.calibration, args.checkpoint, args.uncalibrated), file=sys.stderr)
     where = f" -> {args.output}" if args.output else ""
     cams = f"; Grad-CAM overlays in {args.explain}" if args.explain else ""
     print(f"predicted {len(report.predictions)} image(s), {len(report.failed)} skipped{where}{cams}", file=sys.stderr)
@@ -95,6 +119,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=256, help="images per forward pass")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (PyTorch checkpoints; default cpu)")
     p.add_argument("--explain", type=Path, default=None, metavar="DIR", help="write a Grad-CAM overlay per image here")
+    p.add_argument(
+        "--uncalibrated",
+        action="store_true",
+        help="the raw model's probabilities even when calibration.json (`medmnist-lab calibrate`) is beside it",
+    )
+    p.add_argument(
+        "--abstain-below",
+        type=float,
+        default=None,
+        metavar="P",
+        help="add an abstain column: true for images whose top probability is below P (0 < P < 1)",
+    )
     add_precision(p, training=False)
     add_overwrite(p)
     p.set_defaults(func=cmd_predict)

@@ -16,16 +16,24 @@ ECE worse than the raw model.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medmnist_lab.engine.config import cell_hash
+from medmnist_lab.engine.calibration import (
+    CALIBRATION_FILE,
+    FORMAT,
+    checkpoint_identity,
+    default_path,
+    file_sha256,
+    load_calibration,
+    mismatch,
+    read_record,
+)
 from medmnist_lab.engine.scoring import split_logits
-from medmnist_lab.errors import CheckpointError, MedMNISTLabError
+from medmnist_lab.errors import MedMNISTLabError
 from medmnist_lab.metrics.conformal import (
     check_alpha,
     check_score,
@@ -34,74 +42,28 @@ from medmnist_lab.metrics.conformal import (
     coverage_report,
 )
 from medmnist_lab.metrics.official import MULTI_LABEL, scores_from_logits
-from medmnist_lab.metrics.reliability import SCORE_NAMES, Scaling, calibration_scores, check_method, fit_scaling
+from medmnist_lab.metrics.reliability import SCORE_NAMES, calibration_scores, check_method, fit_scaling
 from medmnist_lab.outputs import OutputError, atomic_path, check_output_file
 
-CALIBRATION_FILE = "calibration.json"
-FORMAT = "medmnist-lab/calibration/1"
+__all__ = [
+    "CALIBRATION_FILE",
+    "FORMAT",
+    "CalibrationOutcome",
+    "calibrate",
+    "checkpoint_identity",
+    "default_path",
+    "file_sha256",
+    "load_calibration",
+]
+
 FIT_SPLIT = "val"
 REPORT_SPLITS: tuple[str, ...] = ("val", "test")
 WORSE_CHECKED: tuple[str, ...] = ("nll", "ece")  # a scaling that makes these worse is reported
 
-
-def default_path(checkpoint: str | Path) -> Path:
-    return Path(checkpoint).with_name(CALIBRATION_FILE)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def checkpoint_identity(checkpoint: Path, state: dict[str, Any]) -> dict[str, str]:
-    return {"checkpoint": checkpoint.name, "config_hash": cell_hash(state["config"]), "sha256": file_sha256(checkpoint)}
-
-
-def _read_record(path: Path) -> dict[str, Any]:
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MedMNISTLabError(f"{path} is not a readable calibration record ({exc})") from None
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise MedMNISTLabError(f"{path} is not a calibration record (format {FORMAT!r} expected)")
-    return record
-
-
-def _mismatch(record: dict[str, Any], identity: dict[str, str]) -> str | None:
-    """Why `record` is not the calibration of the checkpoint with `identity`, or None."""
-    if record.get("config_hash") != identity["config_hash"]:
-        return (
-            f"it was fitted for a checkpoint of another run ({record.get('checkpoint')}, config hash "
-            f"{record.get('config_hash')}; this checkpoint's is {identity['config_hash']})"
-        )
-    if record.get("checkpoint_sha256") != identity["sha256"]:
-        return (
-            f"it was fitted for other weights of this run ({record.get('checkpoint')}, SHA-256 "
-            f"{str(record.get('checkpoint_sha256'))[:12]}…; {identity['checkpoint']} is {identity['sha256'][:12]}…)"
-        )
-    return None
-
-
-def load_calibration(checkpoint: str | Path, path: str | Path | None = None) -> tuple[dict[str, Any], Scaling]:
-    """The calibration record of `checkpoint` (default: calibration.json beside it) and its scaling;
-    a record fitted for another checkpoint (config hash or file hash differ) is refused."""
-    from medmnist_lab.engine.checkpoint import load_checkpoint
-
-    checkpoint = Path(checkpoint)
-    path = Path(path) if path is not None else default_path(checkpoint)
-    if not path.is_file():
-        raise MedMNISTLabError(f"{path} does not exist; fit one with `medmnist-lab calibrate {checkpoint}`")
-    record = _read_record(path)
-    why = _mismatch(record, checkpoint_identity(checkpoint, load_checkpoint(checkpoint)))
-    if why is not None:
-        raise CheckpointError(
-            f"calibration {path} does not belong to {checkpoint}: {why}; "
-            f"refit with `medmnist-lab calibrate {checkpoint}`"
-        )
-    return record, Scaling.from_dict(record["parameters"])
+# The record's reading and its checkpoint check live in the engine (evaluate uses them); these
+# names stay importable from here.
+_read_record = read_record
+_mismatch = mismatch
 
 
 def check_output(path: Path, identity: dict[str, str], overwrite: bool, protected: Any = ()) -> None:

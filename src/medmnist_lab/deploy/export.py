@@ -11,6 +11,12 @@ model trained without it by that same rule (TorchScript keeps its one output). W
 (`ModelInfo`: dataset, task, label names, size, channels, mean/std, the run's metrics, config and
 its hash) goes inside the file: ONNX `metadata_props` / a TorchScript extra file, both under the
 key `medmnist_lab`, as JSON.
+
+A checkpoint with a calibration.json beside it (`medmnist-lab calibrate`) is exported calibrated
+unless `use_calibration=False` (`export --uncalibrated`): its scaling (w * logits + b; temperature:
+w = 1 / T, b = 0) is applied to the logits inside the graph, after the flips (the scaling is
+linear, so flipping before or after it is the same), so both outputs are calibrated, and the
+metadata's `calibration` holds the method, its parameters and any conformal thresholds.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import torch
 from torch import nn
 
 from medmnist_lab.deploy.predictor import LOGITS_OUTPUT, METADATA_KEY, ModelInfo, info_from_checkpoint
+from medmnist_lab.engine.calibration import Calibration, find_calibration
 from medmnist_lab.engine.inference import flip_logits
 from medmnist_lab.errors import MedMNISTLabError
 from medmnist_lab.outputs import atomic_path
@@ -36,7 +43,9 @@ class Deployable(nn.Module):
     """Pixels 0..255 -> probabilities (and, with `with_logits`, the logits they come from), with the
     engine's normalisation, test-time flips and score function."""
 
-    def __init__(self, model: nn.Module, info: ModelInfo, with_logits: bool = False) -> None:
+    def __init__(
+        self, model: nn.Module, info: ModelInfo, with_logits: bool = False, calibration: Calibration | None = None
+    ) -> None:
         super().__init__()
         self.model = model
         self.scale = 1.0 / (255.0 * info.std)  # the batcher's x * scale + shift
@@ -44,10 +53,16 @@ class Deployable(nn.Module):
         self.sigmoid = info.multilabel or len(info.label_names) == 1
         self.tta = info.trained_with_flips  # a model trained with tta is scored with it, as in evaluate
         self.with_logits = with_logits
+        self.calibrated = calibration is not None
+        scaling = calibration.scaling if calibration is not None else None
+        self.register_buffer("cal_weight", torch.tensor(scaling.weight if scaling else (1.0,), dtype=torch.float32))
+        self.register_buffer("cal_bias", torch.tensor(scaling.bias if scaling else (0.0,), dtype=torch.float32))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         x = images * self.scale + self.shift
         logits = flip_logits(self.model, x, self.tta)
+        if self.calibrated:
+            logits = logits * self.cal_weight + self.cal_bias
         probs = torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, dim=1)
         return (probs, logits) if self.with_logits else probs
 
@@ -56,16 +71,20 @@ def default_output(checkpoint: Path, fmt: str) -> Path:
     return checkpoint.with_name(f"{checkpoint.stem}.{'onnx' if fmt == 'onnx' else 'torchscript.pt'}")
 
 
-def export_model(checkpoint: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str]) -> tuple[Path, ModelInfo]:
-    """Write `checkpoint` as `fmt` to `out` (atomically); returns the file and what it holds."""
+def export_model(
+    checkpoint: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str], use_calibration: bool = True
+) -> tuple[Path, ModelInfo]:
+    """Write `checkpoint` as `fmt` to `out` (atomically), calibrated by the calibration.json beside it
+    unless `use_calibration` is False; returns the file and what it holds (`info.calibration`)."""
     from medmnist_lab.engine.scoring import load_model
 
     if fmt not in FORMATS:
         raise MedMNISTLabError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     checkpoint, out = Path(checkpoint), Path(out)
     model, state = load_model(checkpoint, "cpu")
-    info = info_from_checkpoint(state, checkpoint)
-    wrapper = Deployable(model, info, with_logits=fmt == "onnx").eval()
+    calibration = find_calibration(checkpoint, use_calibration, state)
+    info = info_from_checkpoint(state, checkpoint, calibration)
+    wrapper = Deployable(model, info, with_logits=fmt == "onnx", calibration=calibration).eval()
     example = torch.full((2, info.channels, info.size, info.size), 127.0)
     meta = json.dumps(info.to_dict())
     with atomic_path(out) as tmp:

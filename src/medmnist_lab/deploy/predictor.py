@@ -8,6 +8,12 @@ graph (see export.py) and its metadata says which dataset, labels, size and chan
 flip_logits`: the two views' logits averaged, then scored), so `predict --tta` gives the numbers of
 `evaluate --tta`. A model whose run trained with `tta` flips already (in `predict`, and inside its
 exported graph); asking again runs nothing more: the mirror runs once.
+
+Calibration: a checkpoint's predictor applies the calibration.json beside it (unless
+`use_calibration=False`, the commands' `--uncalibrated`) to its logits, as `evaluate` does; an
+ONNX export made from a calibrated checkpoint has the scaling folded into its graph and the
+calibration (with any conformal thresholds) in its metadata. `calibration` is what was applied,
+and `Calibration.sets` turns calibrated probabilities into prediction sets.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import torch
 from medmnist_lab.data.arrays import SplitData
 from medmnist_lab.data.registry import get_dataset
 from medmnist_lab.deploy.images import InputSpec
+from medmnist_lab.engine.calibration import Calibration, find_calibration
 from medmnist_lab.engine.config import cell_hash
 from medmnist_lab.errors import CheckpointError, MedMNISTLabError
 from medmnist_lab.metrics.official import MULTI_LABEL
@@ -48,6 +55,7 @@ class ModelInfo:
     metrics: dict[str, Any] = field(default_factory=dict)  # val/test AUC/ACC of the run, when known
     config_hash: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None  # `Calibration.to_dict()` of the calibration applied, if any
 
     @property
     def multilabel(self) -> bool:
@@ -70,7 +78,7 @@ class ModelInfo:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
-def info_from_checkpoint(state: dict[str, Any], path: Path) -> ModelInfo:
+def info_from_checkpoint(state: dict[str, Any], path: Path, calibration: Calibration | None = None) -> ModelInfo:
     ds, config = state["dataset"], state["config"]
     info = get_dataset(ds["flag"], warn_alias=False)
     return ModelInfo(
@@ -86,6 +94,7 @@ def info_from_checkpoint(state: dict[str, Any], path: Path) -> ModelInfo:
         metrics=run_metrics(path.parent),
         config_hash=cell_hash(config),
         config=config,
+        calibration=calibration.to_dict() if calibration is not None else None,
     )
 
 
@@ -102,19 +111,23 @@ class Predictor:
     """Probabilities (N, K) float64 for uint8 images (N, C, S, S)."""
 
     info: ModelInfo
+    calibration: Calibration | None = None  # applied to the logits (checkpoint) or folded in (ONNX)
 
     @staticmethod
-    def load(path: str | os.PathLike[str], device: str = "cpu", precision: str = "fp32") -> Predictor:
+    def load(
+        path: str | os.PathLike[str], device: str = "cpu", precision: str = "fp32", use_calibration: bool = True
+    ) -> Predictor:
         """A checkpoint's or an ONNX file's predictor; a checkpoint runs in `precision` (default fp32,
-        as `evaluate`: the same probabilities on every CPU and as its ONNX export)."""
+        as `evaluate`: the same probabilities on every CPU and as its ONNX export), calibrated by the
+        calibration.json beside it unless `use_calibration` is False."""
         path = Path(path)
         if path.suffix.lower() == ".onnx":
             if precision != "fp32":
                 raise MedMNISTLabError(
                     f"--precision {precision} is for PyTorch checkpoints; an .onnx model runs in fp32"
                 )
-            return OnnxPredictor(path)
-        return TorchPredictor(path, device, precision)
+            return OnnxPredictor(path, use_calibration)
+        return TorchPredictor(path, device, precision, use_calibration)
 
     def probabilities(self, images: np.ndarray, tta: bool = False, batch_size: int = 256) -> np.ndarray:
         """`tta`: each image with its horizontal mirror too (see the module's docstring)."""
@@ -122,7 +135,7 @@ class Predictor:
 
 
 class TorchPredictor(Predictor):
-    def __init__(self, path: Path, device: str = "cpu", precision: str = "fp32") -> None:
+    def __init__(self, path: Path, device: str = "cpu", precision: str = "fp32", use_calibration: bool = True) -> None:
         from dataclasses import replace
 
         from medmnist_lab.engine.config import RunConfig
@@ -130,7 +143,8 @@ class TorchPredictor(Predictor):
         from medmnist_lab.engine.scoring import load_model
 
         self.model, state = load_model(path, device)
-        self.info = info_from_checkpoint(state, path)
+        self.calibration = find_calibration(path, use_calibration, state)
+        self.info = info_from_checkpoint(state, path, self.calibration)
         self.device = resolve_device(device)
         self.config = replace(RunConfig.from_dict(state["config"]), device=str(self.device))
         self.precision = scoring_precision(self.device, precision, self.config)
@@ -154,11 +168,13 @@ class TorchPredictor(Predictor):
         )
         config = replace(self.config, eval_batch_size=batch_size, tta=uses_flips(self.config.tta, tta))
         logits = predict(self.model, data, config, self.device, self.precision, channels_last=False)
+        if self.calibration is not None:
+            logits = self.calibration.apply(logits.cpu())
         return scores_from_logits(logits, self.info.task)
 
 
 class OnnxPredictor(Predictor):
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, use_calibration: bool = True) -> None:
         try:
             import onnxruntime as ort
         except ImportError:
@@ -175,6 +191,16 @@ class OnnxPredictor(Predictor):
         if METADATA_KEY not in meta:
             raise CheckpointError(f"{path} was not exported by medmnist-lab (no '{METADATA_KEY}' metadata)")
         self.info = ModelInfo.from_dict(json.loads(meta[METADATA_KEY]))
+        if self.info.calibration is not None:
+            if not use_calibration:
+                raise MedMNISTLabError(
+                    f"{path} has its calibration folded into the graph, so --uncalibrated cannot apply; export the "
+                    "checkpoint again with `medmnist-lab export CHECKPOINT --uncalibrated` for the raw model"
+                )
+            try:
+                self.calibration = Calibration.from_dict(self.info.calibration)
+            except (KeyError, TypeError, ValueError, MedMNISTLabError) as exc:
+                raise CheckpointError(f"{path} has a damaged calibration in its metadata ({exc})") from None
         self.input_name = self.session.get_inputs()[0].name
         # Exports before the logits output had probabilities only; they still run, without --tta flips.
         self.has_logits = LOGITS_OUTPUT in {o.name for o in self.session.get_outputs()}

@@ -13,6 +13,7 @@ import torch
 
 from medmnist_lab.data.arrays import SplitData
 from medmnist_lab.data.registry import SPLITS, get_dataset
+from medmnist_lab.engine.calibration import Calibration, find_calibration, off_record
 from medmnist_lab.engine.checkpoint import check_compatible, load_checkpoint
 from medmnist_lab.engine.config import RunConfig
 from medmnist_lab.engine.data import load_eval_split
@@ -38,6 +39,12 @@ class EvalResult:
     result: SplitResult
     config: RunConfig
     precision: str = "fp32"  # what the scores were computed in
+    calibration: Calibration | None = None  # applied to the logits before scoring
+    uncalibrated: bool = False  # a calibration was switched off (--uncalibrated)
+
+    @property
+    def calibration_record(self) -> dict[str, Any]:
+        return self.calibration.to_dict() if self.calibration is not None else off_record(self.uncalibrated)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +52,7 @@ class EvalResult:
             "split": self.split,
             "precision": self.precision,
             "tta": self.config.tta,  # scored with test-time flips (trained in, or asked for)
+            "calibration_applied": self.calibration_record,  # ("calibration" is the reliability diagram)
             **self.result.to_dict(),
         }
 
@@ -70,12 +78,14 @@ def evaluate(
     size: int | None = None,
     precision: str = SCORE_PRECISION,
     tta: bool = False,
+    use_calibration: bool = True,
 ) -> EvalResult:
     """Score `checkpoint` on `split` of its dataset; `dataset`/`size`, when given, must match it.
     `precision` defaults to fp32 whatever the run trained in: the same numbers on every CPU.
     `tta` scores each image with its mirror too (`predict --tta`'s numbers); a run trained with
-    `tta` is scored so anyway, and its mirror still runs once."""
-    return _evaluate(checkpoint, split, root, device, dataset, size, precision, tta)[0]
+    `tta` is scored so anyway, and its mirror still runs once. The checkpoint's calibration.json,
+    when it exists and `use_calibration`, rescales the logits before scoring (`engine.calibration`)."""
+    return _evaluate(checkpoint, split, root, device, dataset, size, precision, tta, use_calibration)[0]
 
 
 @dataclass
@@ -169,14 +179,20 @@ def _evaluate(
     size: int | None,
     precision: str = SCORE_PRECISION,
     tta: bool = False,
+    use_calibration: bool = True,
 ) -> tuple[EvalResult, SplitData]:
     """`evaluate`, also returning the split it loaded (an ensemble scores its average on it)."""
     if split not in SPLITS:
         raise MedMNISTLabError(f"unknown split '{split}'; choose one of: {', '.join(SPLITS)}")
     scorer = _scorer(checkpoint, root, device, dataset, size, precision, tta)
+    calibration = find_calibration(checkpoint, use_calibration, scorer.state)
     logits, data = scorer.logits(split)
+    if calibration is not None:
+        logits = calibration.apply(logits.cpu())
     result = with_selective(score_split(logits, data, scorer.info), data, scorer.info.task)
-    return EvalResult(Path(checkpoint), split, result, scorer.config, scorer.scoring.name), data
+    uncalibrated = not use_calibration
+    out = EvalResult(Path(checkpoint), split, result, scorer.config, scorer.scoring.name, calibration, uncalibrated)
+    return out, data
 
 
 def with_selective(result: SplitResult, data: SplitData, task: str) -> SplitResult:
@@ -224,11 +240,13 @@ def evaluate_ensemble(
     size: int | None = None,
     precision: str = SCORE_PRECISION,
     tta: bool = False,
+    use_calibration: bool = True,
 ) -> EnsembleResult:
     """Average the probabilities of several checkpoints of one dataset and size on `split`, and score
     the average with the official metrics (for single-label tasks the average is still a distribution,
     so ACC is its argmax, and the binary threshold applies to the averaged positive class). `tta`: each
-    member with test-time flips, as `evaluate`'s."""
+    member with test-time flips, as `evaluate`'s, and with its own calibration.json unless
+    `use_calibration` is False."""
     paths = [Path(c) for c in checkpoints]
     if len(paths) < 2:
         raise MedMNISTLabError(f"an ensemble needs at least two checkpoints, got {len(paths)}")
@@ -238,7 +256,7 @@ def evaluate_ensemble(
         if key in seen:
             raise MedMNISTLabError(f"checkpoint {path} is listed twice; an ensemble averages different models")
         seen.add(key)
-    scored = [_evaluate(p, split, root, device, dataset, size, precision, tta) for p in paths]
+    scored = [_evaluate(p, split, root, device, dataset, size, precision, tta, use_calibration) for p in paths]
     members = [member for member, _ in scored]
     first = members[0].config
     for m in members[1:]:

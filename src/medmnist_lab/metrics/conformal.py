@@ -162,7 +162,6 @@ def conformal_sets(
     u_cal = rng.random(y.size) if randomized else np.zeros(y.size)
     u_test = rng.random(p_test.shape[0]) if randomized else np.zeros(p_test.shape[0])
     cal_scores = conformity_scores(p_cal, y, score, u_cal)
-    test_scores = _all_scores(p_test, score, u_test)
     if not mondrian:
         if y.size < need:
             raise MedMNISTLabError(
@@ -170,7 +169,8 @@ def conformal_sets(
                 f"{calibration_split} split has {y.size}; use a larger ALPHA (at least {_alpha_for(y.size)})"
             )
         q = conformal_quantile(cal_scores, alpha)
-        return ConformalSets(test_scores <= q, alpha, score, False, int(y.size), {"all": q}, seed)
+        sets = sets_from_thresholds(p_test, score, {"all": q}, names, u_test)
+        return ConformalSets(sets, alpha, score, False, int(y.size), {"all": q}, seed)
     counts = np.bincount(y, minlength=k)
     short = [f"{names[c]} ({counts[c]})" for c in range(k) if counts[c] < need]
     if short:
@@ -180,8 +180,34 @@ def conformal_sets(
             "or drop --mondrian"
         )
     thresholds = {names[c]: conformal_quantile(cal_scores[y == c], alpha) for c in range(k)}
-    q = np.array([thresholds[n] for n in names])
-    return ConformalSets(test_scores <= q[None, :], alpha, score, True, int(y.size), thresholds, seed)
+    sets = sets_from_thresholds(p_test, score, thresholds, names, u_test)
+    return ConformalSets(sets, alpha, score, True, int(y.size), thresholds, seed)
+
+
+def sets_from_thresholds(
+    probs: np.ndarray,
+    score: str,
+    thresholds: dict[str, float],
+    label_names: Sequence[str] | None = None,
+    u: np.ndarray | None = None,
+) -> np.ndarray:
+    """Prediction sets (N, K) of `probs` by calibrated `thresholds` ({"all": q}, or one per class
+    name: Mondrian), as `conformal_sets` builds them; `u` (N,) is the randomised score's uniform
+    (zeros for LAC)."""
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 2:
+        raise MedMNISTLabError(f"probabilities must be (N, K), got shape {p.shape}")
+    n, k = p.shape
+    u = np.zeros(n) if u is None else np.asarray(u, dtype=np.float64)
+    scores = _all_scores(p, check_score(score), u)
+    if "all" in thresholds:
+        return scores <= thresholds["all"]
+    names = [str(x) for x in label_names] if label_names is not None else [str(i) for i in range(k)]
+    missing = [x for x in names if x not in thresholds]
+    if missing:
+        raise MedMNISTLabError(f"no conformal threshold for class(es) {', '.join(missing)}")
+    q = np.array([thresholds[x] for x in names], dtype=np.float64)
+    return scores <= q[None, :]
 
 
 def _alpha_for(n: int) -> str:
