@@ -60,18 +60,13 @@ FIT_SPLIT = "val"
 REPORT_SPLITS: tuple[str, ...] = ("val", "test")
 WORSE_CHECKED: tuple[str, ...] = ("nll", "ece")  # a scaling that makes these worse is reported
 
-# The record's reading and its checkpoint check live in the engine (evaluate uses them); these
-# names stay importable from here.
-_read_record = read_record
-_mismatch = mismatch
-
 
 def check_output(path: Path, identity: dict[str, str], overwrite: bool, protected: Any = ()) -> None:
     """Refuse, before any work, a record that would replace an existing file without `overwrite`;
     one made for another checkpoint is named as such."""
     if path.is_file() and not overwrite:
         try:
-            why = _mismatch(_read_record(path), identity)
+            why = mismatch(read_record(path), identity)
         except MedMNISTLabError:
             why = None
         if why is not None:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from medmnist_lab.engine.checkpoint import load_checkpoint
 from medmnist_lab.engine.config import cell_hash
 from medmnist_lab.errors import CheckpointError, MedMNISTLabError
 from medmnist_lab.metrics.conformal import sets_from_thresholds
@@ -94,8 +95,6 @@ def load_calibration(
 ) -> tuple[dict[str, Any], Scaling]:
     """The calibration record of `checkpoint` (default: calibration.json beside it) and its scaling;
     a record fitted for another checkpoint (config hash or file hash differ) is refused."""
-    from medmnist_lab.engine.checkpoint import load_checkpoint
-
     checkpoint = Path(checkpoint)
     path = Path(path) if path is not None else default_path(checkpoint)
     if not path.is_file():

@@ -60,7 +60,7 @@ def check_score(score: str) -> str:
     return score
 
 
-def needed_images(alpha: float, score: str) -> int:
+def needed_images(alpha: float) -> int:
     """The fewest calibration images accepted: 1/ALPHA (from 1/ALPHA - 1 on, the conformal
     quantile is finite)."""
     return math.ceil(1.0 / alpha - 1e-9)
@@ -74,21 +74,7 @@ def conformity_scores(probs: np.ndarray, labels: np.ndarray, score: str, u: np.n
     rank 1-based.
     """
     p = np.asarray(probs, dtype=np.float64)
-    rows = np.arange(p.shape[0])
-    py = p[rows, labels]
-    if score == "lac":
-        return 1.0 - py
-    # Mass strictly above y (ties broken by class index, as a stable sort of -p would).
-    order = np.argsort(-p, axis=1, kind="stable")
-    rank = np.empty_like(order)
-    rank[rows[:, None], order] = np.arange(p.shape[1])[None, :]
-    ry = rank[rows, labels]
-    cum = np.cumsum(np.take_along_axis(p, order, axis=1), axis=1)
-    above = np.where(ry > 0, cum[rows, np.maximum(ry - 1, 0)], 0.0)
-    out = above + u * py
-    if score == "raps":
-        out = out + RAPS_LAMBDA * np.maximum(0, ry + 1 - RAPS_K_REG)
-    return out
+    return _all_scores(p, score, u)[np.arange(p.shape[0]), labels]
 
 
 def conformal_quantile(scores: np.ndarray, alpha: float) -> float:
@@ -102,9 +88,21 @@ def conformal_quantile(scores: np.ndarray, alpha: float) -> float:
 
 
 def _all_scores(probs: np.ndarray, score: str, u: np.ndarray) -> np.ndarray:
-    """(N, K): the score of every class of every image (one u per image)."""
-    n, k = probs.shape
-    return np.stack([conformity_scores(probs, np.full(n, c), score, u) for c in range(k)], axis=1)
+    """(N, K): the score of every class of every image (one u per image), one sort per image."""
+    p = np.asarray(probs, dtype=np.float64)
+    if score == "lac":
+        return 1.0 - p
+    rows = np.arange(p.shape[0])[:, None]
+    # Mass strictly above each class (ties broken by class index, as a stable sort of -p would).
+    order = np.argsort(-p, axis=1, kind="stable")
+    rank = np.empty_like(order)
+    rank[rows, order] = np.arange(p.shape[1])[None, :]
+    cum = np.cumsum(np.take_along_axis(p, order, axis=1), axis=1)
+    above = np.where(rank > 0, np.take_along_axis(cum, np.maximum(rank - 1, 0), axis=1), 0.0)
+    out = above + np.asarray(u, dtype=np.float64)[:, None] * p
+    if score == "raps":
+        out = out + RAPS_LAMBDA * np.maximum(0, rank + 1 - RAPS_K_REG)
+    return out
 
 
 @dataclass
@@ -156,7 +154,7 @@ def conformal_sets(
             "do not match"
         )
     names = [str(n) for n in label_names] if label_names is not None else [str(i) for i in range(k)]
-    need = needed_images(alpha, score)
+    need = needed_images(alpha)
     rng = np.random.default_rng(seed)
     randomized = score != "lac"
     u_cal = rng.random(y.size) if randomized else np.zeros(y.size)

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from medmnist_lab.errors import MedMNISTLabError
-from medmnist_lab.metrics.extra import ECE_BINS, calibration
+from medmnist_lab.metrics.extra import ECE_BINS, calibration, single_label_predictions
 from medmnist_lab.metrics.official import MULTI_LABEL, check_task, scores_from_logits
 
 METHODS: tuple[str, ...] = ("temperature", "vector")
@@ -105,7 +105,8 @@ def confidence_and_correct(probs: np.ndarray, y_true: np.ndarray, task: str) -> 
     t = _targets(y_true, p, task)
     if task == MULTI_LABEL:
         return p.ravel(), t.ravel()
-    return p.max(axis=1), (p.argmax(axis=1) == t.argmax(axis=1)).astype(np.float64)
+    right = single_label_predictions(p, task) == t.argmax(axis=1)  # the official ACC's decision
+    return p.max(axis=1), right.astype(np.float64)
 
 
 def classwise_ece(probs: np.ndarray, y_true: np.ndarray, task: str, bins: int = ECE_BINS) -> float:

@@ -38,6 +38,11 @@ def risk_coverage(confidence: np.ndarray, correct: np.ndarray) -> tuple[np.ndarr
     return kept / max(conf.size, 1), risk
 
 
+def _risk_at(risk: np.ndarray, coverage: float) -> float:
+    """The risk on the ceil(coverage * N) most confident predictions, from `risk_coverage`'s risks."""
+    return float(risk[max(1, math.ceil(coverage * risk.size - 1e-9)) - 1])
+
+
 def aurc(confidence: np.ndarray, correct: np.ndarray) -> float:
     """Area under the risk-coverage curve: the mean risk over k = 1..N kept predictions."""
     _, risk = risk_coverage(confidence, correct)
@@ -49,10 +54,7 @@ def accuracy_at(confidence: np.ndarray, correct: np.ndarray, coverage: float) ->
     if not 0.0 < coverage <= 1.0:
         raise MedMNISTLabError(f"coverage must lie in (0, 1], got {coverage}")
     _, risk = risk_coverage(confidence, correct)
-    if not risk.size:
-        return 0.0
-    k = max(1, math.ceil(coverage * risk.size - 1e-9))
-    return float(1.0 - risk[k - 1])
+    return 1.0 - _risk_at(risk, coverage) if risk.size else 0.0
 
 
 def decisions(y_true: np.ndarray, y_score: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray]:
@@ -75,13 +77,13 @@ def decisions(y_true: np.ndarray, y_score: np.ndarray, task: str) -> tuple[np.nd
 def selective_metrics(y_true: np.ndarray, y_score: np.ndarray, task: str) -> dict[str, Any]:
     """AURC, accuracy at 90% and 80% coverage, and the risk-coverage curve at 20 coverages."""
     conf, right = decisions(y_true, y_score, task)
-    _, risk = risk_coverage(conf, right)
+    _, risk = risk_coverage(conf, right)  # sorted once; every number below is read off it
     n = risk.size
     grid = [round((i + 1) / CURVE_POINTS, 4) for i in range(CURVE_POINTS)]
-    curve = [float(risk[max(1, math.ceil(c * n - 1e-9)) - 1]) for c in grid] if n else []
+    curve = [_risk_at(risk, c) for c in grid] if n else []
     return {
-        "aurc": aurc(conf, right),
-        "acc_at_coverage": {f"{c:g}": accuracy_at(conf, right, c) for c in COVERAGES},
+        "aurc": float(risk.mean()) if n else 0.0,
+        "acc_at_coverage": {f"{c:g}": 1.0 - _risk_at(risk, c) if n else 0.0 for c in COVERAGES},
         "risk_coverage": {"coverage": grid, "risk": curve},
         "n_predictions": int(n),
     }
