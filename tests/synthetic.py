@@ -1,4 +1,4 @@
-"""Synthetic MedMNIST-layout npz files for tests (every task type and channel count)."""
+"""Synthetic MedMNIST-layout npz files for tests (every task type and channel count, 2D and 3D)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,9 @@ def make_arrays(flag: str, size: int, n: int, seed: int = 0) -> tuple[np.ndarray
         labels = (np.arange(n) % info.n_classes).astype(np.uint8)[:, None]
         rng.shuffle(labels)
         level = labels[:, 0] / max(info.n_classes - 1, 1)
-    shape = (n, size, size) if info.n_channels == 1 else (n, size, size, info.n_channels)
+    # The official layout on disk: (n, H, W), (n, H, W, C), or volumes (n, D, H, W).
+    spatial = (size,) * info.spatial_dims
+    shape = (n, *spatial) if info.n_channels == 1 else (n, *spatial, info.n_channels)
     noise = rng.normal(0, 25, size=shape)
     base = (40 + 160 * level).reshape((n,) + (1,) * (len(shape) - 1))
     images = np.clip(base + noise, 0, 255).astype(np.uint8)

@@ -1,11 +1,12 @@
-"""The dataset registry: 12 MedMNIST v2 2D datasets read from `medmnist.INFO`."""
+"""The dataset registry: 12 MedMNIST v2 2D datasets and 6 3D ones read from `medmnist.INFO`
+(the 3D entries are tested further in test_data3d.py)."""
 
 from __future__ import annotations
 
 import pytest
 from medmnist.info import INFO
 
-from medmnist_lab.data.registry import FLAGS_2D, SIZES, TASKS, get_dataset, list_datasets
+from medmnist_lab.data.registry import FLAGS_2D, FLAGS_3D, SIZES, TASKS, get_dataset, list_datasets
 from medmnist_lab.errors import DataFileError, MedMNISTLabError, UnknownNameError
 
 V2_FLAGS = {
@@ -24,10 +25,13 @@ V2_FLAGS = {
 }
 
 
-def test_twelve_2d_datasets() -> None:
+def test_twelve_2d_and_six_3d_datasets() -> None:
     infos = list_datasets()
-    assert len(infos) == 12
-    assert {i.flag for i in infos} == V2_FLAGS == set(FLAGS_2D)
+    assert len(infos) == 18
+    flat = [i for i in infos if not i.is_3d]
+    assert {i.flag for i in flat} == V2_FLAGS == set(FLAGS_2D)
+    assert {i.flag for i in infos if i.is_3d} == set(FLAGS_3D)
+    assert {i.spatial_dims for i in flat} == {2}
 
 
 def test_every_task_type_and_channel_count_is_covered() -> None:

@@ -1,6 +1,9 @@
-"""Load MedMNIST npz files into uint8 tensors (N, C, H, W) and int64 labels (N, L), with checks.
+"""Load MedMNIST npz files into uint8 tensors (N, C, H, W), or (N, C, D, H, W) for the 3D
+datasets' volumes, and int64 labels (N, L), with checks.
 
-Small files (28/64 px) are read into memory. Large files (128/224 px; PathMNIST-224 is ~16 GB
+Small files (28/64 px, 2D and 3D) are read into memory: the largest 3D split, VesselMNIST3D-64
+train, is ~350 MB, less than 2D 64 px splits that are read into memory (PathMNIST-64 train,
+~1.1 GB). Large files (128/224 px; PathMNIST-224 is ~16 GB
 as uint8) are converted once per split to a `.npy` cache and memory-mapped: numpy ignores
 `mmap_mode` for `.npz`, so the official package's option loads everything into RAM. An npz
 member *is* a `.npy` file, so the conversion streams its bytes to disk in constant memory.
@@ -45,7 +48,7 @@ class SplitData:
     info: DatasetInfo
     split: str
     size: int
-    images: torch.Tensor  # (N, C, H, W) uint8; a view of a memory map for large files
+    images: torch.Tensor  # (N, C, H, W) or, 3D, (N, C, D, H, W) uint8; a view of a memory map for large files
     labels: torch.Tensor  # (N, L) int64
     source: Path
     meta: dict = field(default_factory=dict)
@@ -69,7 +72,8 @@ def _how_to_get(info: DatasetInfo, size: int, root: Path) -> str:
 
 USER_FILE_HINT = (
     "a file given as --train-npz/--synthetic must be an npz archive (e.g. from np.savez) holding "
-    "train_images (N, H, W) or (N, H, W, C) uint8 and train_labels (N, L) integers"
+    "train_images (N, H, W) or (N, H, W, C) uint8 (3D datasets: volumes (N, D, H, W)) and "
+    "train_labels (N, L) integers"
 )
 
 
@@ -181,9 +185,10 @@ def validate_split(
 ) -> None:
     """Check shape, dtype, sample count and label range against the registry."""
     c = info.n_channels
-    want = (size, size) if c == 1 else (size, size, c)
+    want = info.spatial_shape(size) + (() if c == 1 else (c,))  # on disk: channels last, if any
     if images.dtype != np.uint8:
         raise DataFileError(f"{path}: {split}_images has dtype {images.dtype}, expected uint8")
+    _check_dims(info, size, split, images.shape, want, path)
     if images.ndim != len(want) + 1 or tuple(images.shape[1:]) != want:
         raise DataFileError(
             f"{path}: {split}_images has shape {tuple(images.shape)}, "
@@ -210,9 +215,40 @@ def validate_split(
             raise DataFileError(f"{path}: {split}_labels range over [{lo}, {hi}], valid values are 0..{high}")
 
 
-def _to_nchw(images: np.ndarray) -> torch.Tensor:
+def _looks_3d(shape: tuple[int, ...]) -> bool:
+    """(N, D, H, W) with a cube of voxels, or the same with channels last."""
+    return len(shape) in (4, 5) and shape[1] == shape[2] == shape[3] > 4
+
+
+def _looks_2d(shape: tuple[int, ...]) -> bool:
+    """(N, H, W), or (N, H, W, C) with a few channels last."""
+    return len(shape) == 3 or (len(shape) == 4 and shape[1] == shape[2] and shape[3] <= 4)
+
+
+def _check_dims(
+    info: DatasetInfo, size: int, split: str, shape: tuple[int, ...], want: tuple[int, ...], path: Path
+) -> None:
+    """One message for a 2D file given for a 3D dataset, or the reverse."""
+    expected = f"(N, {', '.join(map(str, want))})"
+    if info.is_3d and _looks_2d(shape) and not _looks_3d(shape):
+        raise DataFileError(
+            f"{path}: {split}_images holds 2D images of shape {tuple(shape)}, but {info.flag} is a 3D "
+            f"dataset: expected volumes (N, D, H, W) = {expected} uint8 at {size} px; is this a file "
+            "of a 2D dataset?"
+        )
+    if not info.is_3d and _looks_3d(shape) and not _looks_2d(shape):
+        raise DataFileError(
+            f"{path}: {split}_images holds 3D volumes of shape {tuple(shape)}, but {info.flag} is a 2D "
+            f"dataset: expected images {expected} uint8 at {size} px; is this a file of a 3D dataset?"
+        )
+
+
+def _to_channels_first(images: np.ndarray, info: DatasetInfo) -> torch.Tensor:
+    """(N, H, W[, C]) -> (N, C, H, W); volumes (N, D, H, W) -> (N, 1, D, H, W)."""
     t = torch.from_numpy(images)
-    return t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2)
+    if t.ndim == 1 + info.spatial_dims:
+        return t.unsqueeze(1)
+    return t.movedim(-1, 1)
 
 
 def _select(
@@ -252,10 +288,11 @@ def load_split(
     seed: int = 0,
     mmap: bool | None = None,
 ) -> SplitData:
-    """Load one split as uint8 (N, C, H, W) and int64 (N, L) tensors.
+    """Load one split as uint8 (N, C, H, W) (3D: (N, C, D, H, W)) and int64 (N, L) tensors.
 
     `path` overrides the file location (e.g. an expanded training npz). `mmap=None` memory-maps
-    128/224 px files through the `.npy` cache and reads smaller ones into RAM. `subset` keeps the
+    128/224 px files through the `.npy` cache and reads smaller ones (every 3D file) into RAM;
+    `mmap=True` memory-maps any file, 3D included. `subset` keeps the
     first n samples; `per_class` draws n per class with `seed` (all of a class that has fewer).
     """
     info = dataset if isinstance(dataset, DatasetInfo) else get_dataset(dataset)
@@ -281,9 +318,9 @@ def load_split(
     idx = _select(labels, info, subset, per_class, seed)
     if idx is not None:
         images, labels = images[idx], labels[idx]  # a copy: subsets are small by intent
-    x = _to_nchw(images)
+    x = _to_channels_first(images, info)
     if as_rgb and x.shape[1] == 1:
-        x = x.expand(-1, 3, -1, -1)
+        x = x.expand(-1, 3, *x.shape[2:])
     if not use_mmap:
         x = x.contiguous()
     y = torch.from_numpy(labels.astype(np.int64))

@@ -1,7 +1,9 @@
-"""Registry of the 12 MedMNIST v2 2D datasets, read from the official `medmnist.INFO`.
+"""Registry of the 18 MedMNIST v2 datasets (12 2D, 6 3D), read from the official `medmnist.INFO`.
 
 The official package is the source of truth for names, tasks, label names, split sizes,
-licenses, URLs and MD5s; nothing here retypes those facts.
+licenses, URLs and MD5s (and so for the sizes of each dataset: 28/64/128/224 px for 2D, 28/64
+for 3D); nothing here retypes those facts. Only which flags are volumes is stated here: INFO
+does not say it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from medmnist_lab.registry import Registry
 SIZES: tuple[int, ...] = (28, 64, 128, 224)
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
-# The 2D datasets of MedMNIST v2 (the 3D ones are out of scope).
+# The 2D datasets of MedMNIST v2: images (N, H, W) or (N, H, W, 3) on disk.
 FLAGS_2D: tuple[str, ...] = (
     "pathmnist",
     "chestmnist",
@@ -33,6 +35,16 @@ FLAGS_2D: tuple[str, ...] = (
     "organamnist",
     "organcmnist",
     "organsmnist",
+)
+
+# The 3D datasets of MedMNIST v2: volumes (N, D, H, W) on disk, one channel, 28 and 64 px.
+FLAGS_3D: tuple[str, ...] = (
+    "organmnist3d",
+    "nodulemnist3d",
+    "adrenalmnist3d",
+    "fracturemnist3d",
+    "vesselmnist3d",
+    "synapsemnist3d",
 )
 
 # MedMNIST v1 names (used by the seed) -> v2 flags. The v2 files differ: blank slices removed.
@@ -64,6 +76,15 @@ class DatasetInfo:
     license: str
     urls: dict[int, str]
     md5s: dict[int, str]
+    spatial_dims: int = 2  # 2: images (N, C, H, W); 3: volumes (N, C, D, H, W)
+
+    @property
+    def is_3d(self) -> bool:
+        return self.spatial_dims == 3
+
+    def spatial_shape(self, size: int) -> tuple[int, ...]:
+        """Spatial shape of one sample: (size, size), or (size, size, size) for a volume."""
+        return (size,) * self.spatial_dims
 
     @property
     def n_classes(self) -> int:
@@ -94,7 +115,7 @@ class DatasetInfo:
             raise DataFileError(f"size {size} is not available for {self.flag}; choose one of: {valid}")
 
 
-def _from_info(flag: str, info: dict) -> DatasetInfo:
+def _from_info(flag: str, info: dict, spatial_dims: int = 2) -> DatasetInfo:
     urls: dict[int, str] = {}
     md5s: dict[int, str] = {}
     for size in SIZES:
@@ -114,6 +135,7 @@ def _from_info(flag: str, info: dict) -> DatasetInfo:
         license=info["license"],
         urls=urls,
         md5s=md5s,
+        spatial_dims=spatial_dims,
     )
 
 
@@ -141,6 +163,8 @@ def _registry() -> Registry[DatasetInfo]:
     for flag in FLAGS_2D:
         aliases = tuple(a for a, f in V1_ALIASES.items() if f == flag)
         reg.add(flag, _from_info(flag, INFO[flag]), aliases=aliases)
+    for flag in FLAGS_3D:
+        reg.add(flag, _from_info(flag, INFO[flag], spatial_dims=3))
     return reg
 
 
