@@ -45,8 +45,9 @@ def real_copy(real_root: Path, tmp_path: Path) -> Path:
 def test_list_shows_all_datasets_and_local_sizes(capsys: pytest.CaptureFixture[str], synthetic_root: Path) -> None:
     rc, out, _ = _run(capsys, "datasets", "list", "--root", str(synthetic_root))
     assert rc == 0
-    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:14]}
-    assert len(rows) == 12
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:20]}
+    assert len(rows) == 18
+    assert [r[1] for r in rows.values()] == ["2D"] * 12 + ["3D"] * 6
     assert rows["breastmnist"][-1] == "28" and rows["pathmnist"][-1] == "-"
     assert rows["retinamnist"][-4:-1] == ["1080", "120", "400"]
     assert f"root: {synthetic_root}" in out

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
+import shutil
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from medmnist.info import INFO
+from PIL import Image
 
+from medmnist_lab.cli.main import main
 from medmnist_lab.data.arrays import load_split
+from medmnist_lab.data.download import download
+from medmnist_lab.data.montage import volume_panels
 from medmnist_lab.data.registry import FLAGS_2D, FLAGS_3D, get_dataset
-from medmnist_lab.data.verify import verify_file
-from medmnist_lab.errors import DataFileError
+from medmnist_lab.data.verify import md5sum, verify_file
+from medmnist_lab.errors import DataFileError, MedMNISTLabError
 from synthetic import make_arrays, write_npz
 
 REAL_3D = ("adrenalmnist3d.npz", "adrenalmnist3d_64.npz")
@@ -224,3 +233,153 @@ def test_real_adrenalmnist3d_verifies(size: int, real_3d_root: Path) -> None:
     result = verify_file(info, size, real_3d_root / info.filename(size))
     assert result.ok, result.message
     assert info.md5s[size] in result.message and "all splits valid" in result.message
+
+
+def test_real_adrenalmnist3d_flipped_byte_fails_verify(real_3d_root: Path, tmp_path: Path) -> None:
+    info = get_dataset("adrenalmnist3d")
+    copy = tmp_path / info.filename(28)
+    blob = bytearray((real_3d_root / info.filename(28)).read_bytes())
+    blob[len(blob) // 2] ^= 0x01
+    copy.write_bytes(bytes(blob))
+    result = verify_file(info, 28, copy, deep=False)
+    assert result.status == "corrupt" and info.md5s[28] in result.message
+
+
+# --- the command line -----------------------------------------------------------------------
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_list_marks_the_3d_datasets(capsys: pytest.CaptureFixture[str], root_3d: Path) -> None:
+    rc, out, _ = _run(capsys, "datasets", "list", "--root", str(root_3d))
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:20]}
+    assert rc == 0 and {f for f, r in rows.items() if r[1] == "3D"} == set(FLAGS_3D)
+    assert rows["organmnist3d"][-4:] == ["971", "161", "610", "28"]
+    assert rows["breastmnist"][1] == "2D"
+
+
+def test_info_of_a_3d_dataset(capsys: pytest.CaptureFixture[str], root_3d: Path) -> None:
+    rc, out, _ = _run(capsys, "datasets", "info", "fracturemnist3d", "--root", str(root_3d))
+    info = get_dataset("fracturemnist3d")
+    assert rc == 0 and "3D volumes" in out and "sizes: 28, 64;" in out
+    assert all(name in out for name in info.label_names)
+    rc, _, err = _run(capsys, "datasets", "info", "fracturemnist3d", "--size", "128", "--root", str(root_3d))
+    assert rc == 2 and err == "error: size 128 is not available for fracturemnist3d; choose one of: 28, 64\n"
+
+
+def test_volume_panels() -> None:
+    vol = torch.zeros((1, 6, 6, 6), dtype=torch.uint8)
+    vol[0, 1, 2, 4] = 200  # off the middle slices: seen only by the projections
+    vol[0, 3, 3, 3] = 100  # at the middle of every axis
+    slices, mip = volume_panels(vol, "slices"), volume_panels(vol, "mip")
+    assert slices.shape == mip.shape == (1, 6, 6 * 3 + 2)
+    assert slices.max() == 128 and (slices == 100).sum() == 3  # the grey gaps, the centre voxel thrice
+    assert (mip == 200).sum() == 3  # the bright voxel projected on each axis
+    assert mip[0, 2, 4] == 200 and mip[0, 1, 7 + 4] == 200 and mip[0, 1, 14 + 2] == 200
+    with pytest.raises(MedMNISTLabError, match="unknown volume view 'axial'; choose one of: slices, mip"):
+        volume_panels(vol, "axial")
+
+
+@pytest.mark.parametrize("view", [None, "slices", "mip"])
+def test_montage_of_volumes_writes_a_png(
+    view: str | None, capsys: pytest.CaptureFixture[str], root_3d: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "vol.png"
+    argv = ["datasets", "montage", "organmnist3d", "--root", str(root_3d), "--per-class", "1", "--cell", "32"]
+    rc, text, _ = _run(capsys, *argv, *(["--view", view] if view else []), "-o", str(out))
+    assert rc == 0 and f"volumes as {view or 'slices'}" in text
+    with Image.open(out) as img:
+        assert img.format == "PNG"
+        # 11 classes, one volume each: a title line, then rows of one cell of 3 panels (28+1+28+1+28 px wide)
+        assert img.height == 16 + 11 * (32 + 10) + 10
+        assert img.width == 150 + (round(32 * 86 / 28) + 10) + 10
+        assert len(np.unique(np.asarray(img).reshape(-1, 3), axis=0)) > 10
+
+
+def test_montage_of_the_real_adrenalmnist3d(
+    capsys: pytest.CaptureFixture[str], real_3d_root: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "adrenal.png"
+    argv = ["datasets", "montage", "adrenalmnist3d", "--size", "64", "--view", "mip", "--root", str(real_3d_root)]
+    rc, _, _ = _run(capsys, *argv, "--per-class", "2", "-o", str(out))
+    with Image.open(out) as img:
+        assert rc == 0 and img.height == 16 + 2 * (64 + 10) + 10
+        assert len(np.unique(np.asarray(img).reshape(-1, 3), axis=0)) > 2
+
+
+def test_view_is_refused_for_a_2d_dataset(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    argv = [
+        "datasets",
+        "montage",
+        "breastmnist",
+        "--view",
+        "mip",
+        "--root",
+        str(tmp_path),
+        "-o",
+        str(tmp_path / "x.png"),
+    ]
+    rc, _, err = _run(capsys, *argv)
+    assert rc == 2 and "--view draws volumes; breastmnist is a 2D dataset" in err
+
+
+def test_montage_help_says_how_volumes_are_drawn(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["datasets", "montage", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "middle slice" in text and "maximum-intensity projection" in text and "D | H | W" in text
+
+
+# --- downloads from a 127.0.0.1 server ------------------------------------------------------
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def mirror_3d(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """Serves a folder over HTTP on 127.0.0.1; yields (base URL, folder)."""
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/", folder
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_download_of_a_3d_file_checks_its_md5(mirror_3d: tuple[str, Path], tmp_path: Path) -> None:
+    url, folder = mirror_3d
+    info = get_dataset("nodulemnist3d")
+    write_npz(folder / info.filename(64), "nodulemnist3d", 64, counts=(2, 1, 1))  # not the official bytes
+    with pytest.raises(MedMNISTLabError, match="MD5 mismatch") as exc:
+        download(info, 64, tmp_path / "root", url, timeout=10, progress=False)
+    assert info.md5s[64] in str(exc.value)
+    assert not (tmp_path / "root" / info.filename(64)).exists()
+
+
+def test_download_of_the_real_3d_files_from_a_mirror(
+    mirror_3d: tuple[str, Path], real_3d_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, folder = mirror_3d
+    for name in REAL_3D:
+        shutil.copyfile(real_3d_root / name, folder / name)
+    root = tmp_path / "root"
+    # `--size all` means the dataset's own sizes: 28 and 64 for a 3D dataset, not 128/224
+    rc, out, _ = _run(
+        capsys, "datasets", "download", "adrenalmnist3d", "--size", "all", "--mirror", url, "--root", str(root)
+    )
+    assert rc == 0 and "adrenalmnist3d 64px" in out
+    info = get_dataset("adrenalmnist3d")
+    assert sorted(p.name for p in root.iterdir()) == sorted(REAL_3D)
+    assert [md5sum(root / info.filename(s)) for s in (28, 64)] == [info.md5s[28], info.md5s[64]]
+    rc, out, _ = _run(capsys, "datasets", "verify", "adrenalmnist3d", "--root", str(root))
+    assert rc == 0 and "2 valid, 0 bad" in out

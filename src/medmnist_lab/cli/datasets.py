@@ -18,7 +18,7 @@ from medmnist_lab.cli.common import (
     seed_int,
 )
 from medmnist_lab.data.paths import resolve_root
-from medmnist_lab.data.registry import CITATION, SIZES, SPLITS, get_dataset, list_datasets
+from medmnist_lab.data.registry import CITATION, SIZES, SPLITS, DatasetInfo, get_dataset, list_datasets
 from medmnist_lab.errors import DataFileError
 from medmnist_lab.outputs import IMAGE_SUFFIXES
 
@@ -32,12 +32,13 @@ def _table(rows: list[list[str]]) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     root = resolve_root(args.root)
-    rows = [["name", "task", "ch", "classes", "train", "val", "test", "local sizes"]]
+    rows = [["name", "dim", "task", "ch", "classes", "train", "val", "test", "local sizes"]]
     for info in list_datasets():
         local = [str(s) for s in info.sizes if (root / info.filename(s)).is_file()]
         rows.append(
             [
                 info.flag,
+                f"{info.spatial_dims}D",
                 info.task,
                 str(info.n_channels),
                 str(info.n_classes),
@@ -46,7 +47,10 @@ def cmd_list(args: argparse.Namespace) -> int:
             ]
         )
     print(_table(rows))
-    print(f"\nroot: {root}   sizes: {', '.join(map(str, SIZES))}   v1 aliases: organmnist_axial/coronal/sagittal")
+    print(
+        f"\nroot: {root}   sizes: {', '.join(map(str, SIZES))} (3D: 28, 64)   "
+        "v1 aliases: organmnist_axial/coronal/sagittal"
+    )
     return 0
 
 
@@ -54,8 +58,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     import numpy as np
 
     info = get_dataset(args.name)
+    info.check_size(args.size)  # before printing anything: 3D datasets have 28 and 64 only
     root = resolve_root(args.root)
-    print(f"{info.flag} ({info.python_class}): {info.task}, {info.n_channels} channel(s), {info.n_classes} classes")
+    kind = f"3D volumes (D x H x W = {args.size}^3)" if info.is_3d else "2D images"
+    print(
+        f"{info.flag} ({info.python_class}): {kind}, {info.task}, {info.n_channels} channel(s), "
+        f"{info.n_classes} classes"
+    )
     print(f"\n{info.description}\n")
     print(f"license: {info.license}")
     print(f"sizes: {', '.join(map(str, info.sizes))}; file at {args.size} px: {root / info.filename(args.size)}")
@@ -91,8 +100,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sizes(text: str) -> list[int]:
-    return list(SIZES) if text == "all" else [int(text)]
+def _sizes(info: DatasetInfo, text: str) -> list[int]:
+    """`all` means every size of that dataset (3D datasets have 28 and 64 only)."""
+    return list(info.sizes) if text == "all" else [int(text)]
 
 
 def cmd_download(args: argparse.Namespace) -> int:
@@ -102,7 +112,7 @@ def cmd_download(args: argparse.Namespace) -> int:
     mirror = args.mirror  # None: download() falls back to $MEDMNIST_MIRROR, then the official URL
     infos = [get_dataset(n) for n in args.names]
     for info in infos:
-        for size in _sizes(args.size):
+        for size in _sizes(info, args.size):
             info.check_size(size)
             path = download(info, size, root, mirror=mirror, force=args.force)
             print(f"ok  {info.flag} {size}px  {path}")
@@ -158,14 +168,22 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_montage(args: argparse.Namespace) -> int:
     from medmnist_lab.data.arrays import load_split
-    from medmnist_lab.data.montage import class_rows, grid_image, save_image
+    from medmnist_lab.data.montage import VOLUME_VIEWS, class_rows, grid_image, save_image, volume_rows
 
     info = get_dataset(args.name)
+    if args.view is not None and not info.is_3d:
+        raise DataFileError(f"--view draws volumes; {info.flag} is a 2D dataset (its images are drawn as they are)")
     output_path(args.output, args, IMAGE_SUFFIXES)
     data = load_split(info, args.split, args.size, args.root)
     rows, names = class_rows(data.images, data.labels, info.label_names, info.is_multilabel, args.per_class, args.seed)
-    out = save_image(grid_image(rows, names, cell=args.cell), args.output)
-    print(f"wrote {out} ({len(rows)} rows x up to {args.per_class} images, {info.flag} {args.split} {args.size}px)")
+    title, what, pad = None, "images", 2
+    if info.is_3d:
+        view = args.view or "slices"
+        rows = volume_rows(rows, view)
+        title = f"{info.flag} {args.split} {args.size}^3, each volume: {VOLUME_VIEWS[view]}, D | H | W"
+        what, pad = f"volumes as {view}", 10  # wider gaps between volumes than between their panels
+    out = save_image(grid_image(rows, names, cell=args.cell, pad=pad, title=title), args.output)
+    print(f"wrote {out} ({len(rows)} rows x up to {args.per_class} {what}, {info.flag} {args.split} {args.size}px)")
     return 0
 
 
@@ -175,7 +193,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         group,
         "list",
-        "table of the 12 MedMNIST v2 2D datasets and which sizes are present locally",
+        "table of the 18 MedMNIST v2 datasets (12 2D, 6 3D) and which sizes are present locally",
         epilog="examples:\n  medmnist-lab datasets list\n  medmnist-lab datasets list --root /data/medmnist",
     )
     add_root(p)
@@ -209,7 +227,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("names", nargs="+", metavar="NAME", help="dataset flags")
-    p.add_argument("--size", default="28", choices=[*map(str, SIZES), "all"], help="image size, or all")
+    p.add_argument("--size", default="28", choices=[*map(str, SIZES), "all"], help="image size, or all (3D: 28 and 64)")
     p.add_argument("--mirror", default=None, help="base URL serving the official file names")
     p.add_argument("--force", action="store_true", help="download again even if a valid file exists")
     add_root(p)
@@ -233,18 +251,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         group,
         "montage",
-        "save a labelled grid of images, one row per class",
+        "save a labelled grid of images (or volumes), one row per class",
+        description=(
+            "Save a labelled grid of images, one row per class (per finding for multi-label).\n"
+            "A 3D volume is drawn as three panels side by side, one per axis, D | H | W: with\n"
+            "--view slices (default) the middle slice across that axis (volume[D//2], volume[:, H//2],\n"
+            "volume[:, :, W//2]), with --view mip the maximum-intensity projection along it. The PNG's\n"
+            "title line says which."
+        ),
         epilog=(
             "examples:\n"
             "  medmnist-lab datasets montage breastmnist -o breast.png\n"
-            "  medmnist-lab datasets montage retinamnist --split test --per-class 12 --size 64 -o figures/retina.png"
+            "  medmnist-lab datasets montage retinamnist --split test --per-class 12 --size 64 -o figures/retina.png\n"
+            "  medmnist-lab datasets montage adrenalmnist3d --view mip --per-class 4 -o adrenal.png"
         ),
     )
     p.add_argument("name", help="dataset flag, e.g. breastmnist")
     p.add_argument("--split", choices=SPLITS, default="train", help="split to draw the images from")
     add_size(p)
     p.add_argument("--per-class", type=positive_int, default=8, help="images per row")
-    p.add_argument("--cell", type=cell_pixels, default=64, help="pixels per image in the grid, 16..512")
+    p.add_argument("--cell", type=cell_pixels, default=64, help="pixels per image (its height) in the grid, 16..512")
+    p.add_argument(
+        "--view",
+        choices=("slices", "mip"),
+        default=None,
+        help="3D only: middle slices (default) or maximum-intensity projections on the three axes",
+    )
     p.add_argument("--seed", type=seed_int, default=0, help="picks the images")
     p.add_argument("-o", "--output", type=Path, required=True, help="output .png or .jpg")
     add_overwrite(p)
