@@ -60,7 +60,8 @@ def _epilog() -> str:
         "  medmnist-lab train breastmnist                      # official protocol, ResNet-18\n"
         "  medmnist-lab train retinamnist --recipe fast        # official accuracy, a fraction of the time\n"
         "  medmnist-lab train retinamnist --model ResNet50 --epochs 20 --augment simple\n"
-        "  medmnist-lab train breastmnist --resume runs/breastmnist_28/resnet18/NAME"
+        "  medmnist-lab train breastmnist --resume runs/breastmnist_28/resnet18/NAME\n"
+        "  medmnist-lab train adrenalmnist3d --conv acs --recipe fast   # volumes: 3D ResNet, a 2-core CPU"
     )
 
 
@@ -88,7 +89,12 @@ OVERRIDES: dict[str, tuple[type | object, str]] = {
     ),
     "--stem": (
         str,
-        "cifar (3x3, no max-pool) or imagenet (7x7/2 + max-pool); default by image size",
+        "cifar (3x3, no max-pool), imagenet (7x7/2 + max-pool) or strided (cifar with stride 2); default by image size",
+    ),
+    "--conv": (
+        str,
+        "3D datasets only: how the ResNet sees volumes: 2.5d (2D kernels per slice), 3d (3D kernels) or "
+        "acs (2D kernels on the axial, coronal and sagittal planes; the default)",
     ),
     "--eval-batch-size": (
         positive_int,

@@ -32,7 +32,8 @@ def fits_on_device(images: torch.Tensor, device: torch.device, memory_mapped: bo
 
 
 class DeviceBatcher:
-    """Iterates (x, y): x float (B, C, H, W) normalised on `device`, y int64 (B, L) on `device`."""
+    """Iterates (x, y): x float (B, C, H, W) normalised on `device`, y int64 (B, L) on `device`;
+    volumes (B, C, D, H, W) alike."""
 
     def __init__(
         self,
@@ -50,6 +51,7 @@ class DeviceBatcher:
         aug_generator: torch.Generator | None = None,
         channels_last: bool = False,
         memory_mapped: bool = False,
+        random_scale: float | None = None,
     ) -> None:
         if shuffle and generator is None:
             raise ValueError("a shuffling batcher needs a generator (for reproducible runs)")
@@ -59,6 +61,9 @@ class DeviceBatcher:
         self.generator, self.aug_generator = generator, aug_generator
         self.augment = augment
         self.channels_last = channels_last
+        if random_scale is not None and aug_generator is None:
+            raise ValueError("random scaling needs an aug_generator (for reproducible runs)")
+        self.random_scale = random_scale  # each normalised sample x U[0, random_scale)
         self.resident = fits_on_device(images, device, memory_mapped)
         if self.resident:
             self.images = images.to(device).contiguous()
@@ -98,5 +103,9 @@ class DeviceBatcher:
             if self.augment is not None:
                 x = self.augment.images(x, self.aug_generator)
             if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            yield x.float().mul_(self.scale).add_(self.shift), y
+                x = x.contiguous(memory_format=torch.channels_last if x.dim() == 4 else torch.channels_last_3d)
+            x = x.float().mul_(self.scale).add_(self.shift)
+            if self.random_scale is not None:
+                factor = torch.rand(x.shape[0], generator=self.aug_generator) * self.random_scale
+                x.mul_(factor.to(x.device).view(-1, *([1] * (x.dim() - 1))))
+            yield x, y

@@ -45,6 +45,7 @@ class RunConfig:
     model: str = "resnet18"
     width: int = 64
     stem: str | None = None  # None: chosen from the image size
+    conv: str | None = None  # 3D datasets: 2.5d, 3d or acs (models.volumetric; None on 2D, acs by default on 3D)
     # recipe
     recipe: str = "medmnist-v2"
     epochs: int = 100
@@ -70,6 +71,11 @@ class RunConfig:
     synthetic_ratio: float | None = None  # synthetic samples as a fraction of the real train count
     subset: int | None = None  # first n training samples, for quick experiments
     as_rgb: bool = False
+    # The official 3D "shape transform" (AdrenalMNIST3D, VesselMNIST3D): training volumes scaled by a
+    # random factor in [0, 1), evaluation volumes by 0.5. With std 2 (the recipes' 3D rule) evaluation
+    # needs nothing else, so checkpoints, predict and exports stay plain; training multiplies each
+    # normalised volume by 2u, u ~ U[0, 1): exactly the official (v / 255) * u.
+    shape_transform: bool = False
     # engine
     seed: int = 0
     device: str = "auto"
@@ -155,11 +161,33 @@ class RunConfig:
         return {
             "dataset": info.flag,
             "model": model,
+            "conv": self._checked_conv(info, model),
             "recipe": RECIPES.canonical(self.recipe),
             "optimizer": OPTIMIZERS.canonical(self.optimizer),
             "schedule": SCHEDULES.canonical(self.schedule),
             "milestones": [float(m) for m in self.milestones],
         }
+
+    def _checked_conv(self, info: DatasetInfo, model: str) -> str | None:
+        """The canonical convolution type: none for 2D images, acs (the official default) for volumes."""
+        from medmnist_lab.models import CONVERSIONS
+
+        is_3d = info.is_3d
+        if not is_3d:
+            if self.conv is not None:
+                raise MedMNISTLabError(
+                    f"--conv {self.conv} applies to the 3D datasets only; {info.flag} holds 2D images "
+                    "(see `medmnist-lab datasets list`)"
+                )
+            if self.shape_transform:
+                raise MedMNISTLabError(f"shape_transform applies to the 3D datasets only; {info.flag} holds 2D images")
+            return None
+        if model not in ("resnet18", "resnet50"):
+            raise MedMNISTLabError(
+                f"model {model!r} has no 3D form; for the volumes of {info.flag} choose resnet18 or resnet50 "
+                "with --conv 2.5d|3d|acs"
+            )
+        return CONVERSIONS.canonical(self.conv or "acs")
 
 
 def as_number(value: Any) -> Any:
@@ -230,13 +258,31 @@ class Recipe:
 
 
 RECIPES: Registry[Recipe] = Registry("recipe")
-# The official recipe is the RunConfig defaults: no second copy of its values to drift apart.
+
+# The 3D datasets whose volumes are shapes (binary masks): the official 3D runs use the shape transform.
+SHAPE_DATASETS = ("adrenalmnist3d", "vesselmnist3d")
+
+
+def official_3d(info: DatasetInfo) -> dict[str, Any]:
+    """The official 3D protocol's differences from 2D (MedMNIST/experiments, MedMNIST3D): batch 32,
+    volumes scaled to [0, 1] (mean 0, std 1), and the shape transform on the shape datasets."""
+    if not info.is_3d:
+        return {}
+    values: dict[str, Any] = {"batch_size": 32, "mean": 0.0, "std": 1.0}
+    if info.flag in SHAPE_DATASETS:
+        values.update(std=2.0, shape_transform=True)  # std 2: the official evaluation x0.5 (RunConfig)
+    return values
+
+
+# The official recipe is the RunConfig defaults (and their 3D rule): no second copy of its values to drift apart.
 RECIPES.add(
     "medmnist-v2",
     Recipe(
         "the official MedMNIST v2 benchmark protocol (the RunConfig defaults): Adam lr 1e-3, batch 128, "
-        "100 epochs, lr x0.1 at 50% and 75%, no augmentation, normalise mean .5 std .5, best val AUC",
+        "100 epochs, lr x0.1 at 50% and 75%, no augmentation, normalise mean .5 std .5, best val AUC; "
+        "on 3D datasets batch 32, volumes in [0, 1], ACS convolutions, the shape transform on shape datasets",
         {},
+        by_dataset=official_3d,
     ),
 )
 SHORT = dict(
@@ -282,6 +328,18 @@ def batch_by_train_size(info: DatasetInfo) -> dict[str, Any]:
     return {"batch_size": 64 if info.n_samples["train"] < SMALL_TRAIN_SPLIT else 128}
 
 
+# `fast` on volumes (docs/recipes.md, BENCHMARKS.md "3D"): the 2D recipe's optimizer, schedule, label
+# smoothing, EMA and flips, on a ResNet small enough for a 2-core CPU: width 16 and the strided stem
+# (an eighth of the voxels in the first stages), batch 32 and the official volume scaling.
+FAST_3D = dict(width=16, stem="strided", epochs=20, augment="none")
+
+
+def fast_by_dataset(info: DatasetInfo) -> dict[str, Any]:
+    if info.is_3d:
+        return {**FAST_3D, **official_3d(info)}
+    return batch_by_train_size(info)
+
+
 FAST_TECHNIQUES: dict[str, dict[str, Any]] = {
     "TrivialAugment": {"augment": "none"},
     "weight EMA": {"ema": 0.0},
@@ -304,7 +362,7 @@ RECIPES.add(
         "weight EMA .9, test-time flips",
         FAST,
         FAST_TECHNIQUES,
-        batch_by_train_size,
+        fast_by_dataset,
     ),
 )
 # The quality candidate of issue 11: longer and more regularised than `fast` (mixup, AdamW weight decay
@@ -365,7 +423,7 @@ def check_applicable(config: RunConfig, given: dict[str, Any]) -> None:
 LOCATION_FIELDS = ("name", "out_dir", "root")
 # Fields added to RunConfig after studies existed, with the value that means "as before": left out
 # of the hash at that value, so the cells of existing studies keep their hashes.
-LATER_FIELDS: dict[str, Any] = {"ema": 0.0, "tta": False, "precision": "auto"}
+LATER_FIELDS: dict[str, Any] = {"ema": 0.0, "tta": False, "precision": "auto", "conv": None, "shape_transform": False}
 
 
 def cell_hash(config: dict[str, Any]) -> str:

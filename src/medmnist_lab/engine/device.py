@@ -114,3 +114,9 @@ def autocast(device: torch.device, precision: Precision):
     if precision.dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=precision.dtype)
+
+
+def to_channels_last(model: torch.nn.Module) -> torch.nn.Module:
+    """The model in channels-last memory format: NHWC for 2D models, NDHWC for volumetric ones."""
+    volumetric = any(p.dim() == 5 for p in model.parameters())
+    return model.to(memory_format=torch.channels_last_3d if volumetric else torch.channels_last)

@@ -17,7 +17,7 @@ from medmnist_lab.engine.calibration import Calibration, find_calibration, off_r
 from medmnist_lab.engine.checkpoint import check_compatible, load_checkpoint
 from medmnist_lab.engine.config import RunConfig
 from medmnist_lab.engine.data import load_eval_split
-from medmnist_lab.engine.device import SCORE_PRECISION, resolve_device, scoring_precision
+from medmnist_lab.engine.device import SCORE_PRECISION, resolve_device, scoring_precision, to_channels_last
 from medmnist_lab.engine.inference import (
     SplitResult,
     check_eval_memory,
@@ -130,7 +130,7 @@ def _scorer(
     model.load_state_dict(state["model"])
     model = model.to(dev)
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = to_channels_last(model)
     return _Scorer(model, config, info, dev, scoring, channels_last, state)
 
 

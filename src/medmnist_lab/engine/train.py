@@ -23,7 +23,14 @@ from medmnist_lab.engine.batcher import DeviceBatcher
 from medmnist_lab.engine.checkpoint import RESUME_KEYS, check_compatible, check_keys, load_checkpoint, save_checkpoint
 from medmnist_lab.engine.config import RunConfig
 from medmnist_lab.engine.data import TrainData, load_eval_split, load_train_data
-from medmnist_lab.engine.device import SCORE_PRECISION, Precision, autocast, resolve_device, resolve_precision
+from medmnist_lab.engine.device import (
+    SCORE_PRECISION,
+    Precision,
+    autocast,
+    resolve_device,
+    resolve_precision,
+    to_channels_last,
+)
 from medmnist_lab.engine.ema import EMA
 from medmnist_lab.engine.inference import SplitResult, check_eval_memory, predict, score_split
 from medmnist_lab.engine.runfolder import RunFolder, RunState, check_resume, open_for_training
@@ -33,7 +40,7 @@ from medmnist_lab.engine.summary import RunSummary, SplitMetrics
 from medmnist_lab.engine.tasks import dense_targets, task_loss
 from medmnist_lab.engine.trackers import Tracker
 from medmnist_lab.errors import MedMNISTLabError
-from medmnist_lab.models import create_model
+from medmnist_lab.models import create_model, create_volumetric_model
 
 
 class TrainingError(MedMNISTLabError):
@@ -54,6 +61,8 @@ def build_model(config: RunConfig, info: DatasetInfo) -> torch.nn.Module:
     kw: dict[str, Any] = {"width": config.width}
     if config.stem is not None:
         kw["stem"] = config.stem
+    if config.conv is not None:  # a 3D dataset: the 2D ResNet converted for volumes
+        return create_volumetric_model(config.model, in_ch, info.n_classes, config.size, config.conv, **kw)
     return create_model(config.model, in_ch, info.n_classes, config.size, **kw)
 
 
@@ -171,7 +180,7 @@ def build_session(config: RunConfig, info: DatasetInfo) -> Session:
     torch.manual_seed(config.seed)
     model = build_model(config, info).to(device)
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = to_channels_last(model)
     train = load_train_data(config, info)
     val = load_eval_split(config, info, "val")
     augment, aug_generator = None, None
@@ -179,7 +188,10 @@ def build_session(config: RunConfig, info: DatasetInfo) -> Session:
         from medmnist_lab.augment import build_augment
 
         channels = int(train.images.shape[1])
-        augment = build_augment(config.augment, image_size=config.size, channels=channels, **config.augment_params)
+        augment = build_augment(
+            config.augment, image_size=config.size, channels=channels, dataset=info.flag, **config.augment_params
+        )
+    if config.augment != "none" or config.shape_transform:
         # A CPU generator: the same seed draws the same augmentations on CPU and GPU.
         aug_generator = torch.Generator().manual_seed(config.seed + 1)
     shuffle_gen = torch.Generator().manual_seed(config.seed)
@@ -196,6 +208,7 @@ def build_session(config: RunConfig, info: DatasetInfo) -> Session:
         aug_generator=aug_generator,
         channels_last=channels_last,
         memory_mapped=train.memory_mapped,
+        random_scale=2.0 if config.shape_transform else None,  # x 2u: see RunConfig.shape_transform
     )
     optimizer = build_optimizer(model, config)
     return Session(

@@ -1,10 +1,11 @@
 """ResNet-18 and ResNet-50 (He et al., 2016) for any input size and channel count.
 
-Two stems: `cifar` (3x3 conv, stride 1, no max-pool), what the official MedMNIST 28 px models
-use, and `imagenet` (7x7 conv stride 2 + 3x3 max-pool) for large inputs. The default follows the
-image size. Adaptive average pooling makes the head size-independent. Module names match
-torchvision's (`conv1`, `bn1`, `layer1`..`layer4`, `fc`), so state dicts line up with its
-ImageNet weights; the code is this project's own.
+Three stems: `cifar` (3x3 conv, stride 1, no max-pool), what the official MedMNIST 28 px models
+use, `imagenet` (7x7 conv stride 2 + 3x3 max-pool) for large inputs, and `strided` (the CIFAR stem
+with stride 2) for volumes on small machines. The default follows the image size. Adaptive average
+pooling makes the head size-independent. Module names match torchvision's (`conv1`, `bn1`,
+`layer1`..`layer4`, `fc`), so state dicts line up with its ImageNet weights; the code is this
+project's own.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ class StemSpec:
 STEMS: Registry[StemSpec] = Registry("stem")
 STEMS.add("cifar", StemSpec(kernel=3, stride=1, max_pool=False))
 STEMS.add("imagenet", StemSpec(kernel=7, stride=2, max_pool=True))
+# The CIFAR stem with stride 2: a quarter of the positions in 2D, an eighth in 3D, where the CIFAR
+# stem's full-resolution first stages dominate the cost (the `fast` recipe's 3D variant uses it).
+STEMS.add("strided", StemSpec(kernel=3, stride=2, max_pool=False))
 
 
 def default_stem(image_size: int) -> str:
