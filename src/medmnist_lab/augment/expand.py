@@ -54,7 +54,7 @@ def expand_dataset(
     if out.suffix != ".npz":
         raise MedMNISTLabError(f"output '{out}' must end in .npz")
     train = load_split(info, "train", size, root, mmap=False)
-    aug = build_augment(policy, size, int(train.images.shape[1]), **magnitudes)
+    aug = build_augment(policy, size, int(train.images.shape[1]), dataset=info.flag, **magnitudes)
     if aug.mixes:
         raise MedMNISTLabError(
             f"'{aug.spec}' mixes images into soft labels, which an npz of integer labels cannot "

@@ -1,7 +1,8 @@
 """The policy registry, spec parsing and the `BatchAugment` the training engine calls.
 
 A spec is policy names joined with "+": at most one image policy (none, simple, autoaugment-*,
-randaugment, trivialaugment), optionally with mixup and/or cutmix, e.g. "simple+mixup".
+randaugment, trivialaugment), optionally the corruption policy medmnist-c (applied after the image
+policy), and optionally mixup and/or cutmix, e.g. "simple+mixup" or "trivialaugment+medmnist-c".
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
-from medmnist_lab.augment import autoaug, mix, simple
+from medmnist_lab.augment import autoaug, corruptions, mix, simple
 from medmnist_lab.augment.ops import Draw
 from medmnist_lab.augment.params import Param, resolve
 from medmnist_lab.errors import MedMNISTLabError
@@ -25,7 +27,7 @@ MixTransform = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float, Draw],
 @dataclass(frozen=True)
 class PolicyDef:
     name: str
-    kind: str  # "image" or "mix"
+    kind: str  # "image", "corruption" (after the image policy) or "mix"
     summary: str  # one line, for `augment list` and --help
     params: tuple[Param, ...]
     # (resolved magnitudes, image size, channels) -> transform; None means identity
@@ -92,6 +94,42 @@ _add(
     lambda m, size, ch: autoaug.TrivialAugment(_fill(m), m["interpolation"]),
     aliases=("trivialaugment-wide",),
 )
+
+
+class MedMNISTC:
+    """AugMedMNIST-C (Di Salvo et al. 2024): per image, one of the dataset's MedMNIST-C corruptions
+    or the identity, uniformly, at parameters uniform between its severity-1 and severity-5 values.
+    Runs on the CPU in numpy (`augment.corruptions`); one seed per batch is drawn from the policy's
+    generator, so a seed gives the same images on CPU and GPU."""
+
+    def __init__(self, dataset: str) -> None:
+        corruptions.corruptions_for(dataset)  # a dataset without a list fails here, at build time
+        self.dataset = dataset
+
+    def __call__(self, x: torch.Tensor, draw: Draw) -> torch.Tensor:
+        seed = int(torch.randint(0, 2**62, (1,), generator=draw.g, device=draw.g.device))
+        images = x.round().clamp(0, 255).to(torch.uint8).cpu().numpy()  # (B, C, H, W)
+        out = corruptions.augment_batch(images, self.dataset, np.random.default_rng(seed))
+        return torch.from_numpy(out).to(x.device).float()
+
+
+AUTO = "auto"  # medmnist-c's corruption list: the training dataset's (`build_augment(dataset=...)`)
+_add(
+    "medmnist-c",
+    "corruption",
+    "AugMedMNIST-C: per sample one of the dataset's MedMNIST-C corruptions or none, at a random severity",
+    (
+        Param(
+            "corruptions",
+            AUTO,
+            "whose MedMNIST-C list to draw from: auto (the training dataset) or a 2D dataset flag",
+            kind="choice",
+            choices=(AUTO, *corruptions.DATASETS),
+        ),
+    ),
+    lambda m, size, ch: MedMNISTC(m["corruptions"]),
+    aliases=("augmedmnist-c", "medmnistc"),
+)
 _add(
     "mixup",
     "mix",
@@ -118,12 +156,13 @@ def parse_spec(spec: str) -> list[str]:
         raise MedMNISTLabError(f"augment spec '{spec}' names a policy twice")
     images = [n for n in names if POLICIES.get(n).kind == "image"]
     if len(images) > 1:
-        valid = ", ".join(n for n in POLICIES if POLICIES.get(n).kind == "mix")
+        valid = ", ".join(n for n in POLICIES if POLICIES.get(n).kind != "image")
         raise MedMNISTLabError(
             f"augment spec '{spec}' combines image policies {', '.join(images)}; use one image "
             f"policy, optionally with {valid}"
         )
-    return images + [n for n in names if n not in images]
+    corrupt = [n for n in names if POLICIES.get(n).kind == "corruption"]
+    return images + corrupt + [n for n in names if n not in images and n not in corrupt]
 
 
 class BatchAugment:
@@ -138,7 +177,9 @@ class BatchAugment:
     mixed images and soft targets; unchanged when the spec has no mixup/cutmix.
     """
 
-    def __init__(self, spec: str, image_size: int, channels: int, **magnitudes: Any) -> None:
+    def __init__(
+        self, spec: str, image_size: int, channels: int, dataset: str | None = None, **magnitudes: Any
+    ) -> None:
         if channels not in (1, 3):
             raise MedMNISTLabError(f"images must have 1 or 3 channels, got {channels}")
         if image_size < 1:
@@ -150,12 +191,22 @@ class BatchAugment:
         params = {p.name: (d.name, p) for d in defs for p in d.params}  # shared fill counted once
         given = {k: v for k, v in magnitudes.items() if v is not None}  # None: keep the default
         self.magnitudes = resolve([(owner, p) for owner, p in params.values()], given, image_size, channels, self.spec)
+        if self.magnitudes.get("corruptions") == AUTO:
+            if dataset is None:
+                raise MedMNISTLabError(
+                    f"augment '{self.spec}' draws from a dataset's MedMNIST-C corruptions; set corruptions=FLAG "
+                    f"(one of: {', '.join(corruptions.DATASETS)})"
+                )
+            self.magnitudes["corruptions"] = dataset
         self._image: ImageTransform | None = None
+        self._corrupt: ImageTransform | None = None
         self._mixers: list[tuple[MixTransform, float]] = []
         for d in defs:
             built = d.build(self.magnitudes, image_size, channels)
             if d.kind == "image":
                 self._image = built
+            elif d.kind == "corruption":
+                self._corrupt = built
             else:
                 self._mixers.append(built)
 
@@ -168,10 +219,14 @@ class BatchAugment:
             raise TypeError(f"expected uint8 images (B, C, H, W), got {x.dtype} {tuple(x.shape)}")
         if x.shape[1] != self.channels:
             raise MedMNISTLabError(f"augment was built for {self.channels}-channel images, got {x.shape[1]} channels")
-        if self._image is None or x.shape[0] == 0:
+        if (self._image is None and self._corrupt is None) or x.shape[0] == 0:
             return x
         with torch.no_grad():
-            out = self._image(x.float(), Draw(generator, x.device))
+            draw = Draw(generator, x.device)
+            out = x.float()
+            for transform in (self._image, self._corrupt):
+                if transform is not None:
+                    out = transform(out, draw)
             return out.round_().clamp_(0, 255).to(torch.uint8)
 
     def mix(
@@ -213,13 +268,17 @@ class BatchAugment:
         return f"BatchAugment('{self.spec}', image_size={self.image_size}, channels={self.channels})"
 
 
-def build_augment(spec: str, image_size: int, channels: int, **magnitudes: Any) -> BatchAugment:
+def build_augment(
+    spec: str, image_size: int, channels: int, dataset: str | None = None, **magnitudes: Any
+) -> BatchAugment:
     """The augmentation named by `spec` ("none", "simple", "autoaugment-imagenet+mixup", ...).
 
     Unknown names and out-of-range or unknown magnitudes raise `MedMNISTLabError` listing what is
     valid. See `BatchAugment` for the call interface and where random numbers come from.
+    `dataset`: the training dataset, whose MedMNIST-C list medmnist-c draws from (unless its
+    `corruptions` magnitude names another).
     """
-    return BatchAugment(spec, image_size, channels, **magnitudes)
+    return BatchAugment(spec, image_size, channels, dataset, **magnitudes)
 
 
 def policy_help() -> str:

@@ -52,7 +52,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     rows = [["name", "kind", "what it does"]]
     rows += [[n, POLICIES.get(n).kind, POLICIES.get(n).summary] for n in POLICIES]
     print(_table(rows))
-    print("\ncombine one image policy with mixup and/or cutmix using '+', e.g. simple+mixup")
+    print("\ncombine one image policy, medmnist-c and mixup and/or cutmix using '+', e.g. simple+mixup")
     if args.verbose:
         for n in POLICIES:
             params = POLICIES.get(n).params
@@ -85,7 +85,9 @@ def cmd_preview(args: argparse.Namespace) -> int:
     info = get_dataset(args.name)
     output_path(args.output, args, IMAGE_SUFFIXES)
     data = load_split(info, args.split, args.size, args.root)
-    aug = build_augment(args.policy, args.size, int(data.images.shape[1]), **parse_magnitudes(args.augment_set))
+    aug = build_augment(
+        args.policy, args.size, int(data.images.shape[1]), dataset=info.flag, **parse_magnitudes(args.augment_set)
+    )
     if args.n > len(data):
         raise MedMNISTLabError(f"--n {args.n} is more than the {len(data)} images of {info.flag} {args.split}")
     rows, pick = preview_rows(data, aug, args.n, args.copies, args.seed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     for checkpoint in args.checkpoint:
         check_not_exported(checkpoint)
+    if args.corruptions is not None:
+        return cmd_corruptions(args)
+    for flag, value in (("--severities", args.severities), ("--baseline", args.baseline), ("--seed", args.seed)):
+        if value is not None:
+            raise MedMNISTLabError(f"{flag} goes with --corruptions (scoring under MedMNIST-C corruptions)")
     if len(args.checkpoint) > 1:
         return cmd_ensemble(args)
     if args.output is not None:
@@ -75,10 +81,98 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_corruptions(args: argparse.Namespace) -> int:
+    """`evaluate CHECKPOINT --corruptions ...`: the split under MedMNIST-C corruptions."""
+    from medmnist_lab.data.paths import dataset_files
+    from medmnist_lab.engine.robustness import evaluate_corruptions, robustness_path, save_robustness
+    from medmnist_lab.errors import MedMNISTLabError
+    from medmnist_lab.outputs import check_output_file
+
+    if len(args.checkpoint) > 1:
+        raise MedMNISTLabError("--corruptions scores one checkpoint; give a second one as --baseline")
+    for flag, value in (("-o/--output", args.output), ("--predictions", args.predictions or None)):
+        if value is not None:
+            raise MedMNISTLabError(
+                f"{flag} is not used with --corruptions; the record is written beside the checkpoint"
+            )
+    if args.baseline is not None:
+        check_not_exported(args.baseline)
+    checkpoint = args.checkpoint[0]
+    if checkpoint.is_file():  # checked before the scoring, which takes a while
+        check_output_file(
+            robustness_path(checkpoint, args.split),
+            overwrite=args.overwrite,
+            protected=dataset_files(),
+            what="robustness record",
+        )
+    result = evaluate_corruptions(
+        checkpoint,
+        args.corruptions,
+        args.severities or "1-5",
+        split=args.split,
+        seed=args.seed or 0,
+        baseline=args.baseline,
+        root=args.root,
+        device=args.device,
+        precision=args.precision,
+        tta=args.tta,
+        use_calibration=not args.uncalibrated,
+        progress=not args.json,
+    )
+    out = save_robustness(result)
+    for m in (result.model, result.baseline):
+        if m is not None:
+            print(m.calibration_line, file=sys.stderr if args.json else sys.stdout)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(robustness_table(result))
+    print(f"saved: {out}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def robustness_table(result: Any) -> str:
+    """Per cell AUC, ACC, balanced error (and ECE when calibrated); a mean row per corruption, with
+    the relative balanced errors when there is a baseline."""
+    model = result.model
+    calibrated = model.calibrated
+    head = f"{'corruption':<18} {'severity':>8} {'AUC':>7} {'ACC':>7} {'BE':>7}" + (
+        f" {'ECE':>7}" if calibrated else ""
+    )
+    rel = result.relative()
+    if rel is not None:
+        head += f" {'rBE':>7} {'nBE':>7}"
+
+    def row(name: str, sev: str, m: dict[str, float]) -> str:
+        line = f"{name:<18} {sev:>8} {m['auc']:7.4f} {m['acc']:7.4f} {m['balanced_error']:7.4f}"
+        return line + (f" {m['ece']:7.4f}" if calibrated else "")
+
+    def fmt(v: float | None) -> str:
+        return f"{v:7.4f}" if v is not None else f"{'n/a':>7}"
+
+    title = f"{result.dataset}_{result.size} {result.split} under MedMNIST-C corruptions (seed {result.seed})"
+    lines = [title, head, row("clean", "-", model.clean)]
+    means = model.means()
+    for name in result.corruptions:
+        lines += [row(name, str(c["severity"]), c) for c in model.cells if c["corruption"] == name]
+        mean = row(name, "mean", means[name])
+        if rel is not None:
+            mean += f" {fmt(rel[name]['relative_balanced_error'])} {fmt(rel[name]['normalized_balanced_error'])}"
+        lines.append(mean)
+    s = result.summary()
+    tail = (
+        f"mean balanced error over corruptions {s['mean_balanced_error']:.4f} (clean {s['clean_balanced_error']:.4f})"
+    )
+    if rel is not None:
+        tail += (
+            f"; against {result.baseline.checkpoint}: rBE {fmt(s['relative_balanced_error']).strip()}, "
+            f"BE {fmt(s['normalized_balanced_error']).strip()}"
+        )
+    return "\n".join([*lines, tail])
+
+
 def say_calibration(args: argparse.Namespace, result: Any) -> None:
     """One line on the calibration used (stderr with --json, which keeps stdout JSON)."""
-    import sys
-
     from medmnist_lab.engine.calibration import describe
 
     line = describe(result.calibration, result.checkpoint, args.uncalibrated)
@@ -158,7 +252,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n"
         "  medmnist-lab evaluate runs/breastmnist_28/resnet18/NAME/best.pt --split test\n"
         "  medmnist-lab evaluate runs/breastmnist_28/resnet18/*/best.pt -o ensemble_test.json\n"
-        "  medmnist-lab evaluate best.pt --uncalibrated     # ignore calibration.json beside it",
+        "  medmnist-lab evaluate best.pt --uncalibrated     # ignore calibration.json beside it\n"
+        "  medmnist-lab evaluate best.pt --corruptions all --severities 1-5 --baseline ../OTHER/best.pt",
         formatter_class=HelpFormatter,
     )
     p.add_argument(
@@ -188,6 +283,34 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--uncalibrated",
         action="store_true",
         help="score the raw model even when calibration.json (from `medmnist-lab calibrate`) is beside it",
+    )
+    p.add_argument(
+        "--corruptions",
+        default=None,
+        metavar="all|NAME,...",
+        help="score under MedMNIST-C corruptions of the checkpoint's dataset (docs/robustness.md): 'all' or names; "
+        "writes robustness_{checkpoint}_{split}.json beside it",
+    )
+    p.add_argument(
+        "--severities",
+        default=None,
+        metavar="1-5|1,3,5",
+        help="with --corruptions: severities to score, in 1..5 (default: 1-5)",
+    )
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        metavar="CKPT",
+        help="with --corruptions: a checkpoint of the same dataset and size scored on the same corrupted "
+        "images; adds the paper's relative balanced error (rBE) and normalized balanced error (BE)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="with --corruptions: seed of the corrupted images (default 0; each cell's seed also depends "
+        "on its corruption and severity)",
     )
     add_precision(p, training=False)
     p.add_argument(

@@ -201,7 +201,7 @@ def _preview(spec: str, flag: str, size: int, root: str | None):
 
     data = load_split(flag, "train", size, root)
     image_spec = spec.split("+")[0]  # the image policy; mixing needs labels and a batch
-    aug = build_augment(image_spec, size, int(data.images.shape[1]))
+    aug = build_augment(image_spec, size, int(data.images.shape[1]), dataset=flag)
     rows, pick = preview_rows(data, aug, min(6, len(data)), 5, 0)
     return grid_image(rows, [f"#{int(i)}" for i in pick], cell=56, label_width=60)
 
