@@ -291,10 +291,12 @@ def test_baseline_relative_error_and_calibration(runs: dict[str, Path], capsys, 
         (("--severities", "1"), "--severities goes with --corruptions"),
         (("--corruptions", "all", "--baseline", "D"), "a baseline must be a checkpoint of the same dataset"),
         (("--corruptions", "all", "--predictions"), "--predictions is not used with --corruptions"),
+        (("B", "--corruptions", "all"), "--corruptions scores one checkpoint; give a second one as --baseline"),
+        (("--corruptions", "all", "--split", "val", "--seed", "-1", "--baseline", "nothing.pt"), "nothing.pt"),
     ],
 )
 def test_bad_inputs_are_one_line(runs: dict[str, Path], capsys, args: tuple[str, ...], message: str) -> None:
-    args = tuple(str(runs["d"]) if a == "D" else a for a in args)
+    args = tuple({"D": str(runs["d"]), "B": str(runs["b"])}.get(a, a) for a in args)
     rc, out, err = run_cli(capsys, "evaluate", runs["a"], *args, "--root", runs["root"], "--overwrite")
     lines = [line for line in err.splitlines() if line.strip() and not line.startswith("calibration:")]
     assert rc == 2 and len(lines) == 1 and message in lines[0] and "Traceback" not in out + err, err
