@@ -21,7 +21,9 @@ from medmnist_lab.cli.main import main
 from medmnist_lab.data.arrays import META_KEY, load_split
 from medmnist_lab.errors import MedMNISTLabError
 
-IMAGE_POLICIES = [n for n in POLICIES if POLICIES.get(n).kind == "image"]
+IMAGE_POLICIES = [
+    n for n in POLICIES if POLICIES.get(n).kind == "image" and 2 in POLICIES.get(n).dims
+]  # volumes: test_augment3d
 RANDOM_POLICIES = [n for n in IMAGE_POLICIES if n != "none"]
 MIX_POLICIES = ["mixup", "cutmix", "mixup+cutmix"]
 

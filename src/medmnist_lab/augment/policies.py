@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medmnist_lab.augment import autoaug, corruptions, mix, simple
+from medmnist_lab.augment import autoaug, corruptions, mix, simple, volume
 from medmnist_lab.augment.ops import Draw
 from medmnist_lab.augment.params import Param, resolve
 from medmnist_lab.errors import MedMNISTLabError
@@ -32,6 +32,7 @@ class PolicyDef:
     params: tuple[Param, ...]
     # (resolved magnitudes, image size, channels) -> transform; None means identity
     build: Callable[[dict[str, Any], int, int], Any]
+    dims: tuple[int, ...] = (2,)  # spatial dimensions it works on: 2 (images), 3 (volumes)
 
 
 POLICIES: Registry[PolicyDef] = Registry("augmentation policy")
@@ -51,11 +52,11 @@ def _fill(m: dict[str, Any]) -> torch.Tensor:
     return torch.tensor(m["fill"], dtype=torch.float32)
 
 
-def _add(name: str, kind: str, summary: str, params: tuple[Param, ...], build, aliases=()) -> None:
-    POLICIES.add(name, PolicyDef(name, kind, summary, params, build), aliases=aliases)
+def _add(name: str, kind: str, summary: str, params: tuple[Param, ...], build, aliases=(), dims=(2,)) -> None:
+    POLICIES.add(name, PolicyDef(name, kind, summary, params, build, dims), aliases=aliases)
 
 
-_add("none", "image", "identity: images are not changed", (), lambda m, size, ch: None)
+_add("none", "image", "identity: images are not changed", (), lambda m, size, ch: None, dims=(2, 3))
 _add(
     "simple",
     "image",
@@ -93,6 +94,17 @@ _add(
     GEOMETRY,
     lambda m, size, ch: autoaug.TrivialAugment(_fill(m), m["interpolation"]),
     aliases=("trivialaugment-wide",),
+)
+
+
+_add(
+    "volume",
+    "image",
+    "volumes only: flips and 90-degree rotations on the three axes, a small affine map, brightness/contrast",
+    volume.PARAMS,
+    lambda m, size, ch: volume.VolumeAugment(m),
+    aliases=("volume3d",),
+    dims=(3,),
 )
 
 
@@ -136,6 +148,7 @@ _add(
     "MixUp: blend each image and its target with another of the batch (soft targets)",
     (Param("mixup_alpha", 0.2, "Beta(alpha, alpha) of the mixing weight", 0.01, 10),),
     lambda m, size, ch: (mix.mixup, m["mixup_alpha"]),
+    dims=(2, 3),
 )
 _add(
     "cutmix",
@@ -165,6 +178,16 @@ def parse_spec(spec: str) -> list[str]:
     return images + corrupt + [n for n in names if n not in images and n not in corrupt]
 
 
+def check_dims(names: list[str], spatial_dims: int) -> None:
+    """Refuse policies that do not work on images (2) or volumes (3) of this many spatial dims."""
+    if wrong := [n for n in names if spatial_dims not in POLICIES.get(n).dims]:
+        what = "volumes" if spatial_dims == 3 else "2D images"
+        valid = ", ".join(n for n in POLICIES if spatial_dims in POLICIES.get(n).dims)
+        raise MedMNISTLabError(
+            f"augment policy {', '.join(wrong)} does not work on {what}; for {what} choose from: {valid}"
+        )
+
+
 class BatchAugment:
     """Per-sample augmentation of batches on their own device.
 
@@ -178,7 +201,13 @@ class BatchAugment:
     """
 
     def __init__(
-        self, spec: str, image_size: int, channels: int, dataset: str | None = None, **magnitudes: Any
+        self,
+        spec: str,
+        image_size: int,
+        channels: int,
+        dataset: str | None = None,
+        spatial_dims: int = 2,
+        **magnitudes: Any,
     ) -> None:
         if channels not in (1, 3):
             raise MedMNISTLabError(f"images must have 1 or 3 channels, got {channels}")
@@ -186,7 +215,8 @@ class BatchAugment:
             raise MedMNISTLabError(f"image size must be positive, got {image_size}")
         self.names = parse_spec(spec)
         self.spec = "+".join(self.names)
-        self.image_size, self.channels = image_size, channels
+        self.image_size, self.channels, self.spatial_dims = image_size, channels, spatial_dims
+        check_dims(self.names, spatial_dims)
         defs = [POLICIES.get(n) for n in self.names]
         params = {p.name: (d.name, p) for d in defs for p in d.params}  # shared fill counted once
         given = {k: v for k, v in magnitudes.items() if v is not None}  # None: keep the default
@@ -215,8 +245,9 @@ class BatchAugment:
         return bool(self._mixers)
 
     def images(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        if x.dtype != torch.uint8 or x.ndim != 4:
-            raise TypeError(f"expected uint8 images (B, C, H, W), got {x.dtype} {tuple(x.shape)}")
+        if x.dtype != torch.uint8 or x.ndim != 2 + self.spatial_dims:
+            layout = "(B, C, H, W)" if self.spatial_dims == 2 else "(B, C, D, H, W)"
+            raise TypeError(f"expected uint8 {layout}, got {x.dtype} {tuple(x.shape)}")
         if x.shape[1] != self.channels:
             raise MedMNISTLabError(f"augment was built for {self.channels}-channel images, got {x.shape[1]} channels")
         if (self._image is None and self._corrupt is None) or x.shape[0] == 0:
@@ -269,16 +300,17 @@ class BatchAugment:
 
 
 def build_augment(
-    spec: str, image_size: int, channels: int, dataset: str | None = None, **magnitudes: Any
+    spec: str, image_size: int, channels: int, dataset: str | None = None, spatial_dims: int = 2, **magnitudes: Any
 ) -> BatchAugment:
     """The augmentation named by `spec` ("none", "simple", "autoaugment-imagenet+mixup", ...).
 
     Unknown names and out-of-range or unknown magnitudes raise `MedMNISTLabError` listing what is
     valid. See `BatchAugment` for the call interface and where random numbers come from.
     `dataset`: the training dataset, whose MedMNIST-C list medmnist-c draws from (unless its
-    `corruptions` magnitude names another).
+    `corruptions` magnitude names another). `spatial_dims` 3: volumes (B, C, D, H, W), which take the
+    policies that say so (`augment list`).
     """
-    return BatchAugment(spec, image_size, channels, dataset, **magnitudes)
+    return BatchAugment(spec, image_size, channels, dataset, spatial_dims, **magnitudes)
 
 
 def policy_help() -> str:

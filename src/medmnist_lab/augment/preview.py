@@ -14,7 +14,7 @@ from medmnist_lab.data.arrays import SplitData
 def preview_rows(
     data: SplitData, aug: BatchAugment, n: int, copies: int, seed: int
 ) -> tuple[list[list[torch.Tensor]], np.ndarray]:
-    """(rows of uint8 (C, H, W) images, the indices of the originals), n <= len(data)."""
+    """(rows of uint8 (C, H, W) images or (C, D, H, W) volumes, the indices of the originals), n <= len(data)."""
     info = data.info
     pick = np.sort(np.random.default_rng(seed).choice(len(data), n, replace=False))
     originals = data.images[torch.from_numpy(pick)]

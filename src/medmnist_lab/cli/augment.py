@@ -80,21 +80,29 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from medmnist_lab.augment import build_augment, parse_magnitudes
     from medmnist_lab.augment.preview import preview_rows
     from medmnist_lab.data.arrays import load_split
-    from medmnist_lab.data.montage import grid_image, save_image
+    from medmnist_lab.data.montage import grid_image, save_image, volume_rows
 
     info = get_dataset(args.name)
     output_path(args.output, args, IMAGE_SUFFIXES)
     data = load_split(info, args.split, args.size, args.root)
     aug = build_augment(
-        args.policy, args.size, int(data.images.shape[1]), dataset=info.flag, **parse_magnitudes(args.augment_set)
+        args.policy,
+        args.size,
+        int(data.images.shape[1]),
+        dataset=info.flag,
+        spatial_dims=info.spatial_dims,
+        **parse_magnitudes(args.augment_set),
     )
     if args.n > len(data):
         raise MedMNISTLabError(f"--n {args.n} is more than the {len(data)} images of {info.flag} {args.split}")
     rows, pick = preview_rows(data, aug, args.n, args.copies, args.seed)
+    if info.is_3d:  # each volume drawn as its middle slices on the three axes
+        rows = volume_rows(rows, "slices")
     names = [_row_label(int(i), data.labels[int(i)], info) for i in pick]
     path = save_image(grid_image(rows, names, cell=args.cell), args.output)
+    what = "volumes (middle slices on the D | H | W axes)" if info.is_3d else "images"
     print(
-        f"wrote {path}: {len(rows)} {info.flag} {args.split} images at {args.size} px (first "
+        f"wrote {path}: {len(rows)} {info.flag} {args.split} {what} at {args.size} px (first "
         f"column) and {args.copies} '{aug.spec}' versions of each"
     )
     return 0

@@ -154,9 +154,10 @@ class RunConfig:
         if self.subset is not None and self.subset <= 0:
             raise bad("subset", self.subset, "must be a positive integer (or None for the whole split)")
         if self.augment != "none":
-            from medmnist_lab.augment import parse_spec
+            from medmnist_lab.augment.policies import check_dims, parse_spec
 
-            parse_spec(self.augment)  # unknown policy names fail here, before any work
+            # unknown policy names, and 2D policies for volumes (or the reverse), fail here, before any work
+            check_dims(parse_spec(self.augment), info.spatial_dims)
         model = self.model if self.model.startswith("timm:") else MODELS.canonical(self.model)
         return {
             "dataset": info.flag,

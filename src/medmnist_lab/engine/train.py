@@ -189,7 +189,12 @@ def build_session(config: RunConfig, info: DatasetInfo) -> Session:
 
         channels = int(train.images.shape[1])
         augment = build_augment(
-            config.augment, image_size=config.size, channels=channels, dataset=info.flag, **config.augment_params
+            config.augment,
+            image_size=config.size,
+            channels=channels,
+            dataset=info.flag,
+            spatial_dims=info.spatial_dims,
+            **config.augment_params,
         )
     if config.augment != "none" or config.shape_transform:
         # A CPU generator: the same seed draws the same augmentations on CPU and GPU.
