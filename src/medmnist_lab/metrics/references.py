@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from functools import cached_property
 from importlib import resources
 
-from medmnist_lab.data.registry import FLAGS_2D, V1_ALIASES
+from medmnist_lab.data.registry import FLAGS_2D, FLAGS_3D, V1_ALIASES
 from medmnist_lab.registry import Registry
 
 Key = tuple[str, str, int, str]  # (dataset flag, model, size, metric)
@@ -58,7 +58,7 @@ class ReferenceTable:
         body = [line for line in lines if line.strip() and not line.startswith("#")]
         values: dict[Key, float] = {}
         for key, value in self._parse(list(csv.DictReader(io.StringIO("\n".join(body))))):
-            if key[0] not in FLAGS_2D:  # a packaging mistake, not user input
+            if key[0] not in FLAGS_2D + FLAGS_3D:  # a packaging mistake, not user input
                 raise ValueError(f"{self.filename}: unknown dataset '{key[0]}'")
             if key in values:
                 raise ValueError(f"{self.filename}: duplicate entry for {key}")
@@ -72,13 +72,17 @@ class ReferenceTable:
     def entries(self) -> list[Key]:
         return sorted(self._loaded[1])
 
-    def value(self, dataset: str, model: str, size: int, metric: str) -> float | None:
+    def value(self, dataset: str, model: str, size: int, metric: str, conv: str | None = None) -> float | None:
         """The published number, or None where the table has none (e.g. AUC in medmnist-plus).
 
-        `dataset` may be a v2 flag or v1 name; names are case-insensitive.
+        `dataset` may be a v2 flag or v1 name; names are case-insensitive. Volumetric models are
+        looked up with their convolution type (`conv`): the official 3D rows are `resnet18_acs_28`.
         """
+        model = str(model).strip().lower()
+        if conv:
+            model = f"{model}_{str(conv).strip().lower()}"
         try:
-            key = (_flag(str(dataset)), str(model).strip().lower(), int(size), str(metric).strip().lower())
+            key = (_flag(str(dataset)), model, int(size), str(metric).strip().lower())
         except (TypeError, ValueError):
             return None  # a size that is not a number cannot be in any table
         return self._loaded[1].get(key)

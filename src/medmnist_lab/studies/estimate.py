@@ -91,6 +91,8 @@ def speed_key(config: Any, threads: int) -> str:
         "channels_last": config.channels_last,
         "compile": config.compile,
     }
+    if config.conv is not None:  # a volume's step depends on the convolution type (2D keys unchanged)
+        fields["conv"] = config.conv
     return json.dumps(fields, sort_keys=True)
 
 

@@ -71,7 +71,8 @@ class Cell:
     def label(self) -> str:
         c = self.config
         aug = "" if c.augment == "none" else f" {c.augment}"
-        return f"{c.dataset}_{c.size} {c.model} {c.recipe}{aug} seed {c.seed}"
+        conv = f" {c.conv}" if c.conv else ""
+        return f"{c.dataset}_{c.size} {c.model}{conv} {c.recipe}{aug} seed {c.seed}"
 
 
 @dataclass

@@ -291,9 +291,9 @@ def _group(
         }
         g = GroupStats(group={f: members[0].config.get(f) for f in group_by}, rows=members, summaries=summaries)
         if ref_table is not None:
-            ds, model, size = (common_value(members, f) for f in ("dataset", "model", "size"))
+            ds, model, size, conv = (common_value(members, f) for f in ("dataset", "model", "size", "conv"))
             known = None not in (ds, model, size)
-            g.reference = {m: ref_table.value(ds, model, size, m) if known else None for m in metrics}
+            g.reference = {m: ref_table.value(ds, model, size, m, conv) if known else None for m in metrics}
         groups.append(g)
     return groups
 
