@@ -17,9 +17,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     path, info = export_model(args.checkpoint, args.format, out, use_calibration=not args.uncalibrated)
     calibration = Calibration.from_dict(info.calibration) if info.calibration is not None else None
     print(describe(calibration, args.checkpoint, args.uncalibrated))
+    kind = f"{info.size}^3 volumes" if info.spatial_dims == 3 else f"{info.size} px"
+    shape = ", ".join(map(str, info.input_shape))
     print(
-        f"wrote {path}: {info.dataset} {info.size} px, {info.channels} channel(s), {len(info.label_names)} "
-        f"classes; input float32 (N, {info.channels}, {info.size}, {info.size}) pixel values 0..255, "
+        f"wrote {path}: {info.dataset} {kind}, {info.channels} channel(s), {len(info.label_names)} "
+        f"classes; input float32 (N, {shape}) {'voxel' if info.spatial_dims == 3 else 'pixel'} values 0..255, "
         f"output {'calibrated ' if calibration else ''}probabilities"
     )
     return 0
@@ -31,9 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="export a checkpoint to ONNX or TorchScript, with its metadata inside",
         description=(
             "Write a checkpoint as one self-describing file: the graph takes float32 pixel values 0..255\n"
-            "(N, C, S, S; any N), normalises them as in training and returns probabilities. Label names,\n"
-            "image size, channels, mean/std, task, dataset, the run's metrics and its config hash are stored\n"
-            "in it (ONNX metadata_props / a TorchScript extra file, key 'medmnist_lab', JSON).\n\n"
+            "(N, C, S, S; any N; a 3D model: volumes N, C, S, S, S), normalises them as in training and\n"
+            "returns probabilities. Label names, image size, channels, mean/std, task, dataset, the run's\n"
+            "metrics and its config hash are stored in it (ONNX metadata_props / a TorchScript extra file,\n"
+            "key 'medmnist_lab', JSON).\n\n"
             "A calibration.json beside the checkpoint (`medmnist-lab calibrate`) is folded into the graph\n"
             "(its scaling applied to the logits; the metadata records it and any conformal thresholds);\n"
             "--uncalibrated exports the raw model."
@@ -43,7 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "  medmnist-lab export runs/breastmnist_28/resnet18/NAME/best.pt --format onnx\n"
             "  medmnist-lab export best.pt --format torchscript -o deploy/breast.pt\n"
             "  medmnist-lab export best.pt --format onnx --uncalibrated -o raw.onnx   # ignore calibration.json\n"
-            "  medmnist-lab predict runs/breastmnist_28/resnet18/NAME/best.onnx scans/   # use the export"
+            "  medmnist-lab predict runs/breastmnist_28/resnet18/NAME/best.onnx scans/   # use the export\n"
+            "  medmnist-lab export runs/adrenalmnist3d_28/resnet18/NAME/best.pt --format onnx   # a 3D model"
         ),
         formatter_class=HelpFormatter,
     )

@@ -1,4 +1,4 @@
-"""`medmnist-lab predict`: apply a trained model (checkpoint or ONNX export) to image files."""
+"""`medmnist-lab predict`: apply a trained model (checkpoint or ONNX export) to image or volume files."""
 
 from __future__ import annotations
 
@@ -17,6 +17,11 @@ inputs:
   Each image is converted as the model's training data was: 8-bit, its dataset's channel count,
   resized to the model's size with antialiased bicubic if it is not already that size, then
   normalised with the mean/std stored in the model. See docs/deploy.md.
+  3D models take volumes: .npy (D, H, W) or stacks (N, D, H, W), .npz (official layout or arrays),
+  NIfTI .nii/.nii.gz (nifti extra: nibabel), and folders of DICOM slices (one series, one volume
+  per folder; sorted along the slice normal). uint8 volumes are used as they are, others mapped
+  from their min..max onto 0..255; resampled trilinearly to the model's size^3. See docs/deploy.md
+  (Volumes).
 
 output:
   one row per image: path, predicted label (multi-label: every label at or above 0.5), the
@@ -41,6 +46,7 @@ examples:
   medmnist-lab predict best.pt scans/ --explain cams/      # Grad-CAM overlays (explain extra)
   medmnist-lab predict best.pt scans/ --abstain-below 0.8  # flag images the model is unsure of
   medmnist-lab predict best.pt scans/ --uncalibrated       # ignore calibration.json
+  medmnist-lab predict runs/adrenalmnist3d_28/resnet18/NAME/best.pt ct.nii.gz series/ vols.npy
 """
 
 
@@ -65,6 +71,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     predictor = Predictor.load(args.checkpoint, args.device or "cpu", args.precision, not args.uncalibrated)
     on_batch = None
     if args.explain is not None:
+        if predictor.info.spatial_dims != 2:
+            raise MedMNISTLabError("--explain draws Grad-CAM overlays on 2D images; it does not apply to a 3D model")
         if not isinstance(predictor, TorchPredictor):
             raise MedMNISTLabError("--explain needs a PyTorch checkpoint (.pt), not an exported .onnx file")
         from medmnist_lab.deploy.explain import Explainer
@@ -84,7 +92,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"skipped {path}: {why}", file=sys.stderr)
     if not report.predictions and not report.failed:
         found = ", ".join(map(str, args.inputs))
-        raise MedMNISTLabError(f"no image, DICOM or npz files found in {found}; see `medmnist-lab predict --help`")
+        what = "volume" if predictor.info.spatial_dims == 3 else "image, DICOM or npz"
+        raise MedMNISTLabError(f"no {what} files found in {found}; see `medmnist-lab predict --help`")
     model = {k: v for k, v in predictor.info.to_dict().items() if k != "config"}
     model["source"] = str(args.checkpoint)
     if args.output is None:
@@ -95,20 +104,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print(describe(predictor.calibration, args.checkpoint, args.uncalibrated), file=sys.stderr)
     where = f" -> {args.output}" if args.output else ""
     cams = f"; Grad-CAM overlays in {args.explain}" if args.explain else ""
-    print(f"predicted {len(report.predictions)} image(s), {len(report.failed)} skipped{where}{cams}", file=sys.stderr)
+    unit = "volume(s)" if predictor.info.spatial_dims == 3 else "image(s)"
+    print(f"predicted {len(report.predictions)} {unit}, {len(report.failed)} skipped{where}{cams}", file=sys.stderr)
     return 1 if report.failed else 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
-        help="apply a trained model to image files, folders or npz files",
+        help="apply a trained model to image files, folders or npz files (3D models: volumes)",
         description="Predict the class of each image with a checkpoint (best.pt) or an exported .onnx model.",
         epilog=PREDICT_EPILOG,
         formatter_class=HelpFormatter,
     )
     p.add_argument("checkpoint", type=Path, metavar="MODEL", help="best.pt/last.pt of a run, or an exported .onnx")
-    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files, folders or .npz files")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="INPUT",
+        help="image files, folders or .npz files (3D models: volume files, DICOM series folders)",
+    )
     p.add_argument("-o", "--output", type=Path, default=None, help="write .csv or .json here (default: CSV to stdout)")
     p.add_argument("--format", choices=("csv", "json"), default=None, help="stdout format without -o (default csv)")
     p.add_argument(

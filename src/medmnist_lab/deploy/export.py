@@ -1,7 +1,8 @@
 """`export`: a checkpoint as a self-describing ONNX or TorchScript file.
 
-The exported graph is the whole inference path: input float32 (N, C, S, S) holding the pixel
-values 0..255 (the uint8 images as floats; any batch size), normalised inside exactly as the
+The exported graph is the whole inference path: input float32 (N, C, S, S), or (N, C, S, S, S)
+for a 3D model, holding the pixel values 0..255 (the uint8 images or volumes as floats; any batch
+size, the spatial size fixed at the model's), normalised inside exactly as the
 training engine does (x / 255 - mean) / std, then the network, then softmax (single-label) or
 sigmoid (multi-label, and one-logit binary heads): output (N, K) probabilities. A run trained with
 `tta` has its test-time flip in the graph, by the engine's own `flip_logits` (the logits of the
@@ -85,7 +86,7 @@ def export_model(
     calibration = find_calibration(checkpoint, use_calibration, state)
     info = info_from_checkpoint(state, checkpoint, calibration)
     wrapper = Deployable(model, info, with_logits=fmt == "onnx", calibration=calibration).eval()
-    example = torch.full((2, info.channels, info.size, info.size), 127.0)
+    example = torch.full((2, *info.input_shape), 127.0)
     meta = json.dumps(info.to_dict())
     with atomic_path(out) as tmp:
         if fmt == "onnx":
@@ -95,6 +96,9 @@ def export_model(
                 # torch.jit is deprecated upstream in favour of torch.export; the file format still
                 # loads everywhere TorchScript does, which is why it is offered (ONNX is preferred).
                 warnings.simplefilter("ignore", FutureWarning)
+                # acsconv's layers branch on the volume's spatial shape in Python: the trace keeps the
+                # branch of the model's own size, the only size the graph takes (the batch stays free).
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
                 traced = torch.jit.trace(wrapper, example)
                 torch.jit.save(traced, str(tmp), _extra_files={f"{METADATA_KEY}.json": meta})
     return out, info

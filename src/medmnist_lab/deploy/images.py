@@ -24,24 +24,27 @@ from PIL import Image, UnidentifiedImageError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 DICOM_SUFFIXES = (".dcm", ".dicom")
 NPZ_SUFFIX = ".npz"
+VOLUME_NAMES = (".npy", ".nii", ".nii.gz")  # volume files: for 3D models (deploy/volumes.py)
 MIN_SIDE = 8  # below this an image holds too little to resize into a MedMNIST-like one
 
 
 @dataclass(frozen=True)
 class InputSpec:
-    """What the model expects: `channels` of the dataset's images (1 or 3), at `size` px;
+    """What the model expects: `channels` of the dataset's images (1 or 3), at `size` px along each
+    of its `spatial_dims` axes (2: images, read here; 3: volumes, read by deploy/volumes.py);
     `as_rgb` models (grayscale data repeated to 3 channels) get grayscale images repeated too."""
 
     dataset: str
     size: int
     channels: int
     as_rgb: bool = False
+    spatial_dims: int = 2
 
 
 @dataclass
 class Item:
-    """One input: its name (a path, or `file.npz#test/17`), pixels (C, S, S) uint8 when readable,
-    else `error`; `note` says what conversion was applied."""
+    """One input: its name (a path, or `file.npz#test/17`), pixels (C, S, S) uint8 (a volume:
+    (C, S, S, S)) when readable, else `error`; `note` says what conversion was applied."""
 
     name: str
     pixels: np.ndarray | None = None
@@ -51,6 +54,11 @@ class Item:
 
 class Unreadable(Exception):
     """A file that cannot be used; the message is the reason shown to the user."""
+
+
+def is_volume_file(path: Path) -> bool:
+    """A .npy or NIfTI file (.nii, .nii.gz): volumes, which only a 3D model takes."""
+    return path.name.lower().endswith(VOLUME_NAMES)
 
 
 def collect(paths: Sequence[str | os.PathLike[str]]) -> Iterator[Path | Item]:
@@ -75,6 +83,10 @@ def read_inputs(paths: Sequence[str | os.PathLike[str]], spec: InputSpec) -> Ite
             continue
         suffix = entry.suffix.lower()
         try:
+            if is_volume_file(entry):
+                raise Unreadable(
+                    f"a volume file ({entry.name}), but {spec.dataset} is a 2D dataset: give 2D images, or a 3D model"
+                )
             if suffix == NPZ_SUFFIX:
                 yield from read_npz(entry, spec)
                 continue
@@ -183,6 +195,11 @@ def read_npz(path: Path, spec: InputSpec) -> Iterator[Item]:
         raise Unreadable(f"not a readable npz archive ({type(exc).__name__}: {exc})") from None
     for split, images in arrays.items():
         want = (spec.size, spec.size) if spec.channels == 1 else (spec.size, spec.size, spec.channels)
+        if images.ndim == 4 and images.shape[-1] not in (1, 3):
+            raise Unreadable(
+                f"{split}_images is {images.dtype} {tuple(images.shape)}: volumes, but {spec.dataset} is a 2D "
+                "dataset: give 2D images, or a 3D model"
+            )
         if images.dtype != np.uint8 or tuple(images.shape[1:]) != want:
             raise Unreadable(
                 f"{split}_images is {images.dtype} {tuple(images.shape)}; this model needs uint8 (N, "

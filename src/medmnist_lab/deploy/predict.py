@@ -1,4 +1,5 @@
-"""`predict_files`: a model applied to image files, folders and npz files, with every failure listed.
+"""`predict_files`: a model applied to image files, folders and npz files (a 3D model: volume files
+and folders of DICOM slices, deploy/volumes.py), with every failure listed.
 
 Inputs stream through in batches, so a folder of a million PNG files needs memory for one batch.
 A file that cannot be used is recorded with its reason and skipped; the others are predicted.
@@ -26,6 +27,7 @@ import numpy as np
 
 from medmnist_lab.deploy.images import Item, read_inputs
 from medmnist_lab.deploy.predictor import Predictor
+from medmnist_lab.deploy.volumes import read_volumes
 from medmnist_lab.engine.calibration import off_record
 from medmnist_lab.errors import MedMNISTLabError
 
@@ -159,7 +161,8 @@ def predict_files(
     conformal = cal.conformal if cal is not None else None
     # APS/RAPS: one stream of u over all images in input order (as `Calibration.sets` on them all).
     rng = np.random.default_rng(int(conformal.get("seed", 0))) if conformal and conformal["score"] != "lac" else None
-    for batch in batched(read_inputs(inputs, info.input_spec), batch_size, report):
+    read = read_volumes if info.spatial_dims == 3 else read_inputs
+    for batch in batched(read(inputs, info.input_spec), batch_size, report):
         images = np.stack([item.pixels for item in batch])
         probs = predictor.probabilities(images, tta=tta, batch_size=batch_size)
         sets = None

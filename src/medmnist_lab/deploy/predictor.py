@@ -56,6 +56,7 @@ class ModelInfo:
     config_hash: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
     calibration: dict[str, Any] | None = None  # `Calibration.to_dict()` of the calibration applied, if any
+    spatial_dims: int = 2  # 2: images (N, C, S, S); 3: volumes (N, C, S, S, S). Absent in older 2D exports.
 
     @property
     def multilabel(self) -> bool:
@@ -68,7 +69,12 @@ class ModelInfo:
 
     @property
     def input_spec(self) -> InputSpec:
-        return InputSpec(self.dataset, self.size, self.source_channels, self.as_rgb)
+        return InputSpec(self.dataset, self.size, self.source_channels, self.as_rgb, self.spatial_dims)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One input's shape: (C, S, S), or (C, S, S, S) for a volume model."""
+        return (self.channels, *(self.size,) * self.spatial_dims)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -95,6 +101,7 @@ def info_from_checkpoint(state: dict[str, Any], path: Path, calibration: Calibra
         config_hash=cell_hash(config),
         config=config,
         calibration=calibration.to_dict() if calibration is not None else None,
+        spatial_dims=info.spatial_dims,
     )
 
 
@@ -108,7 +115,7 @@ def run_metrics(run_dir: Path) -> dict[str, Any]:
 
 
 class Predictor:
-    """Probabilities (N, K) float64 for uint8 images (N, C, S, S)."""
+    """Probabilities (N, K) float64 for uint8 images (N, C, S, S) or volumes (N, C, S, S, S)."""
 
     info: ModelInfo
     calibration: Calibration | None = None  # applied to the logits (checkpoint) or folded in (ONNX)
