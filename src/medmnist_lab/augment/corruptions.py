@@ -1,4 +1,4 @@
-"""MedMNIST-C corruptions (Di Salvo et al. 2024, arXiv 2406.17536), written anew on numpy, scipy,
+"""MedMNIST-C corruptions (Di Salvo et al. 2024, arXiv 2406.17536), written anew on numpy,
 OpenCV and Pillow: each 2D dataset's list of corruptions at five severities, as the paper's package
 defines them (parameters copied as facts; docs/robustness.md has the table and why not `medmnistc`).
 
@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance
-from scipy import ndimage
 
 from medmnist_lab.data.registry import get_dataset
 from medmnist_lab.errors import MedMNISTLabError, unknown_name
@@ -229,7 +228,7 @@ def _blob(k: int, rng: np.random.Generator) -> np.ndarray:
     """A soft, irregular ink blot (k, k) in 0..1: a disc with a noisy, smoothed edge."""
     grid = (np.arange(k) - (k - 1) / 2) / max(k / 2, 1e-6)
     xx, yy = np.meshgrid(grid, grid)
-    noise = ndimage.gaussian_filter(rng.random((k, k)), sigma=max(k / 8, 0.5))
+    noise = cv2.GaussianBlur(rng.random((k, k)).astype(np.float32), (0, 0), sigmaX=max(k / 8, 0.5))
     noise = (noise - noise.mean()) / (noise.std() + 1e-6)
     return np.clip(1.5 - 1.6 * np.hypot(xx, yy) + 0.25 * noise, 0.0, 1.0).astype(np.float32)
 
@@ -238,7 +237,7 @@ def _blob(k: int, rng: np.random.Generator) -> np.ndarray:
     "stain_deposit",
     "task-specific",
     ("most marks", "ink blot px@224"),
-    "random ink blots (scipy.ndimage.gaussian_filter), multiplied in: x * (1 - ink)",
+    "random ink blots (noise smoothed by cv2.GaussianBlur), multiplied in: x * (1 - ink)",
     (True, True),
 )
 def stain_deposit(x: np.ndarray, p: Params, rng: np.random.Generator, s: float) -> np.ndarray:
