@@ -166,7 +166,7 @@ def robustness_table(result: Any) -> str:
     if rel is not None:
         tail += (
             f"; against {result.baseline.checkpoint}: rBE {fmt(s['relative_balanced_error']).strip()}, "
-            f"BE {fmt(s['normalized_balanced_error']).strip()}"
+            f"nBE {fmt(s['normalized_balanced_error']).strip()}"
         )
     return "\n".join([*lines, tail])
 
