@@ -50,6 +50,12 @@ examples:
 """
 
 
+def default_batch_size(spatial_dims: int, size: int) -> int:
+    """256 images; volumes scaled by voxel count from 32 at 28^3 (a 64^3 batch of 32 through a
+    width-64 3D ResNet would need tens of GB for its activations)."""
+    return 256 if spatial_dims == 2 else max(1, int(32 * (28 / size) ** 3))
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from medmnist_lab.deploy.predict import check_abstain, predict_files, write_report
     from medmnist_lab.deploy.predictor import Predictor, TorchPredictor
@@ -83,7 +89,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         predictor,
         args.inputs,
         tta=args.tta,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size or default_batch_size(predictor.info.spatial_dims, predictor.info.size),
         on_batch=on_batch,
         abstain_below=args.abstain_below,
         uncalibrated=args.uncalibrated,
@@ -132,7 +138,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="add each image's horizontal mirror (logits averaged, as `evaluate --tta`; a --tta run has it already)",
     )
-    p.add_argument("--batch-size", type=positive_int, default=256, help="images per forward pass")
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="inputs per forward pass (default 256 images; volumes: 32 at 28^3, 2 at 64^3)",
+    )
     p.add_argument("--device", default=None, help="cpu, cuda or mps (PyTorch checkpoints; default cpu)")
     p.add_argument("--explain", type=Path, default=None, metavar="DIR", help="write a Grad-CAM overlay per image here")
     p.add_argument(
