@@ -142,7 +142,9 @@ def test_resample_keeps_axis_order_and_constants():
     assert np.allclose(resample(np.full((300, 9, 5), 77.0), 28), 77.0)  # box then trilinear, 300 -> 56 -> 28
 
 
-def write_slice(path: Path, pixels: np.ndarray, *, series: str, position=None, orientation=None, number=None):
+def write_slice(
+    path: Path, pixels: np.ndarray, *, series: str, position=None, orientation=None, number=None, rescale=None
+):
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"  # CT
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -158,6 +160,8 @@ def write_slice(path: Path, pixels: np.ndarray, *, series: str, position=None, o
         ds.ImageOrientationPatient = [float(v) for v in orientation]
     if number is not None:
         ds.InstanceNumber = int(number)
+    if rescale is not None:
+        ds.RescaleSlope, ds.RescaleIntercept = rescale
     ds.PixelData = pixels.astype(np.uint16).tobytes()
     ds.save_as(path, enforce_file_format=True)
 
@@ -166,7 +170,9 @@ def write_slice(path: Path, pixels: np.ndarray, *, series: str, position=None, o
 OBLIQUE = (2**-0.5, 2**-0.5, 0.0, 0.0, 0.0, 1.0)
 
 
-def write_series(folder: Path, volume: np.ndarray, *, positions=True, seed=0, series=None, orientation=OBLIQUE):
+def write_series(
+    folder: Path, volume: np.ndarray, *, positions=True, seed=0, series=None, orientation=OBLIQUE, rescale=None
+):
     """Slice d of `volume` at 2.5 d mm along the normal; files and InstanceNumbers in a shuffled order."""
     folder.mkdir(parents=True)
     series = series or generate_uid()
@@ -184,6 +190,7 @@ def write_series(folder: Path, volume: np.ndarray, *, positions=True, seed=0, se
             position=where if positions else None,
             orientation=orientation if positions else None,
             number=number,
+            rescale=rescale,
         )
     return folder
 
@@ -197,12 +204,15 @@ def test_dicom_series_sorted_along_the_normal_or_by_instance_number(ckpt, test_v
     numbered = write_series(tmp_path / "scans" / "patient2", volume[:6], positions=False)
     read, note = read_dicom_series(numbered)
     assert np.array_equal(read, volume[:6]) and "sorted by InstanceNumber" in note
+    # CT-like: stored v, modality LUT 2 v - 1024; mapped from its min..max back onto 0..255
+    write_series(tmp_path / "scans" / "patient3", volume, seed=3, rescale=(2, -1024))
     np.save(tmp_path / "volume.npy", volume)
     rc, out, err = run_cli(capsys, "predict", ckpt, tmp_path / "scans", tmp_path / "volume.npy")
     assert rc == 0, err
     got = {Path(r["path"]).name: r for r in rows(out)}
     assert probs(got["patient1"]) == probs(got["volume.npy"])
-    assert "DICOM series of 28 slices" in got["patient1"]["note"]
+    assert probs(got["patient3"]) == probs(got["volume.npy"])
+    assert "DICOM series of 28 slices" in got["patient1"]["note"] and "-1024..-514 mapped" in got["patient3"]["note"]
     assert "DICOM series of 6 slices" in got["patient2"]["note"] and "resampled from 6x28x28" in got["patient2"]["note"]
 
 
@@ -277,6 +287,7 @@ def test_bad_inputs_one_line_each_and_the_rest_predicted(ckpt, test_volumes, tmp
     nib.save(nib.Nifti1Image(test_volumes[0, 0], np.eye(4)), bad / "flat.nii")
     (bad / "broken.nii.gz").write_bytes(b"not a nifti file")
     (bad / "empty.npy").write_bytes(b"")
+    write_slice(tmp_path / "single.dcm", test_volumes[0, 0], series="1.2.3")
     volume = test_volumes[1]
     mixed = write_series(bad / "mixed", volume[:4])
     write_slice(mixed / "other.dcm", volume[5], series=generate_uid(), position=(0, 0, 99), orientation=OBLIQUE)
@@ -300,6 +311,7 @@ def test_bad_inputs_one_line_each_and_the_rest_predicted(ckpt, test_volumes, tmp
         ckpt,
         bad,
         tmp_path / "scan.png",
+        tmp_path / "single.dcm",
         empty,
         pngs,
         tmp_path / "missing.nii",
@@ -324,11 +336,12 @@ def test_bad_inputs_one_line_each_and_the_rest_predicted(ckpt, test_volumes, tmp
         empty: "an empty folder",
         pngs: "holds only 2D image files (1, e.g. a.png)",
         tmp_path / "missing.nii": "no such file or folder",
+        tmp_path / "single.dcm": "a single DICOM file; for a 3D model give the folder",
     }
     assert set(lines) == {str(p) for p in expect}, err
     for path, reason in expect.items():
         assert reason in lines[str(path)], lines[str(path)]
-    assert "predicted 1 volume(s), 11 skipped" in err
+    assert "predicted 1 volume(s), 12 skipped" in err
 
 
 def test_volumes_given_to_a_2d_model_and_usage_errors(ckpt, ckpt2d, root, test_volumes, tmp_path, capsys):
