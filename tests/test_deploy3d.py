@@ -8,6 +8,7 @@ import io
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -377,3 +378,10 @@ def test_real_adrenal_test_split_as_npy_gives_evaluates_probabilities(ckpt, tmp_
     assert not report.failed and all(p.note == "" for p in report.predictions)
     expected = evaluate(ckpt, "test", root=str(real)).result.scores
     np.testing.assert_allclose([p.probabilities for p in report.predictions], expected, atol=1e-7)
+
+
+def test_nifti_without_nibabel_is_one_clear_line(test_volumes, tmp_path, monkeypatch):
+    nib.save(nib.Nifti1Image(test_volumes[0], np.eye(4)), tmp_path / "v.nii")
+    monkeypatch.setitem(sys.modules, "nibabel", None)  # `import nibabel` now raises ImportError
+    [item] = read_volumes([tmp_path / "v.nii"], SPEC)
+    assert item.error == "NIfTI files need the nifti extra: pip install 'medmnist-lab[nifti]'"
