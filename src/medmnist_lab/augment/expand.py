@@ -48,6 +48,11 @@ def expand_dataset(
 ) -> Path:
     """Write `output` (.npz) with the expanded training split; returns its path."""
     info = get_dataset(dataset)
+    if info.is_3d:  # an expanded file of volumes would be 1188 x 28^3 per copy: augment online instead
+        raise MedMNISTLabError(
+            f"augment expand writes 2D images; {info.flag} holds 3D volumes: augment them online with "
+            "`train --augment volume`"
+        )
     if not 1 <= factor <= MAX_FACTOR:
         raise MedMNISTLabError(f"factor must be between 1 and {MAX_FACTOR}, got {factor}")
     out = Path(output)

@@ -51,6 +51,11 @@ class GANConfig:
             if not 0 <= getattr(self, name) < 1:
                 raise MedMNISTLabError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         info = get_dataset(self.dataset)
+        if info.is_3d:
+            raise MedMNISTLabError(
+                f"the DCGAN generates 2D images; {info.flag} holds 3D volumes (no volume GAN here: "
+                "augment volumes online with --augment volume)"
+            )
         spec = make_spec(info, self.mode, self.size, self.nz, self.width)  # multi-label, size, nz, width
         canonical = {
             "dataset": info.flag,

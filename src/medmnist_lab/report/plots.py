@@ -215,15 +215,16 @@ def mistakes(images, truth: np.ndarray, scores: np.ndarray, names: Sequence[str]
     pred, conf = scores.argmax(1), scores.max(1)
     wrong = np.flatnonzero(pred != truth)
     wrong = wrong[np.argsort(-conf[wrong], kind="stable")][:limit]
-    cols = 6
+    c, h, w = images[0].shape
+    aspect = w / h  # 1 for images; about 3 for volumes drawn as three slices side by side
+    cols = 6 if aspect < 1.5 else 3
     rows = max(1, -(-len(wrong) // cols))
-    fig, (ax,) = figure(cols * 1.45, rows * 1.75, margins={"left": 0.01, "right": 0.99, "bottom": 0.01, "top": 0.99})
+    margins = {"left": 0.01, "right": 0.99, "bottom": 0.01, "top": 0.99}
+    fig, (ax,) = figure(cols * 1.45 * max(1.0, aspect / 1.5), rows * 1.75, margins=margins)
     ax.axis("off")
     if len(wrong) == 0:
         ax.text(0.5, 0.5, "no misclassified test images", ha="center", va="center")
         return fig
-    first = images[int(wrong[0])].numpy()
-    c, h, w = first.shape
     gap = max(2, h // 8)
     mosaic = np.full((rows * (h + 3 * gap), cols * (w + gap), 3), 255, dtype=np.uint8)
     for n, i in enumerate(wrong):

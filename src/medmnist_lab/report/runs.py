@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import yaml
 
 from medmnist_lab.errors import MedMNISTLabError
@@ -134,6 +135,8 @@ def draw_run(page: RunPage, assets: Path, root: str | None, cache: dict[str, Any
         )
         if not task.startswith("multi-label"):
             caption = "Misclassified test images, the most confident first: true → predicted (confidence)"
+            if images.dim() == 4 and page.config.get("conv"):
+                caption = caption.replace("images", "volumes (middle slices on the D | H | W axes)")
             truth = labels.reshape(-1)
             add(caption, "mistakes", lambda: plots.mistakes(images, truth, scores, names, MISCLASSIFIED), wide=True)
     montage = _montage(page, root, cache, assets)
@@ -163,7 +166,12 @@ def _test_data(page: RunPage, root: str | None, cache: dict[str, Any]):
         page.problems.append(scores)
         scores = None
     task = get_dataset(flag, warn_alias=False).task
-    return split.images, split.labels.numpy(), scores, task
+    images = split.images
+    if images.dim() == 5:  # volumes: drawn as their middle slices on the D | H | W axes
+        from medmnist_lab.data.montage import volume_panels
+
+        images = torch.stack([volume_panels(v, "slices") for v in images])
+    return images, split.labels.numpy(), scores, task
 
 
 def _scores(page: RunPage, flag: str, size: int, n: int) -> np.ndarray | str:
@@ -182,7 +190,7 @@ def _scores(page: RunPage, flag: str, size: int, n: int) -> np.ndarray | str:
 
 def _montage(page: RunPage, root: str | None, cache: dict[str, Any], assets: Path) -> Fig | None:
     from medmnist_lab.data.arrays import load_split
-    from medmnist_lab.data.montage import class_rows, grid_image
+    from medmnist_lab.data.montage import class_rows, grid_image, volume_rows
     from medmnist_lab.data.registry import get_dataset
 
     flag, size = page.config.get("dataset"), int(page.config.get("size", 28))
@@ -193,6 +201,9 @@ def _montage(page: RunPage, root: str | None, cache: dict[str, Any], assets: Pat
             data = load_split(info, "train", size, root or page.config.get("root"))
             rows, names = class_rows(data.images, data.labels, info.label_names, info.is_multilabel, 8, 0)
             caption = "The dataset: training images, one row per class"
+            if info.is_3d:
+                rows = volume_rows(rows, "slices")
+                caption = "The dataset: training volumes (middle slices on the D | H | W axes), one row per class"
             cache[key] = save_image(grid_image(rows, names, cell=48), assets, f"montage-{flag}-{size}", caption)
         except MedMNISTLabError as exc:
             page.problems.append(f"montage: not drawn ({exc})")
