@@ -113,7 +113,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--group-by", type=_csv_list, default=None, metavar="FIELDS", help="config fields (default: those that vary)"
     )
-    p.add_argument("--metrics", type=_csv_list, default=["auc", "acc"], metavar="auc,acc", help="metrics to show")
+    p.add_argument(
+        "--metrics",
+        type=_csv_list,
+        default=None,
+        metavar="auc,acc",
+        help="metrics to show (default: auc,acc; with a robustness study's trust numbers also ece,ece_calibrated,"
+        "coverage,set_size,corrupted_be; others: nll, nll_calibrated, brier, clean_be, corrupted_be_s1..s5, ...)",
+    )
     p.add_argument("--split", choices=("test", "val", "train"), default="test", help="split the numbers are from")
     p.add_argument(
         "--baseline", type=_baseline, default=None, metavar="FIELD=VALUE", help="compare every group with this one"

@@ -26,6 +26,8 @@ from medmnist_lab.outputs import write_text_atomic
 from medmnist_lab.studies.backends import BackendOptions, create_backend
 from medmnist_lab.studies.spec import Cell, StudySpec, expand, missing_data_files
 from medmnist_lab.studies.store import ResultStore
+from medmnist_lab.studies.trust import check_cells as check_trust
+from medmnist_lab.studies.trust import has_trust_metrics
 from medmnist_lab.studies.worker import CellTask
 
 POLL_SECONDS = 0.5
@@ -82,9 +84,11 @@ def plan(spec: StudySpec, study_dir: Path) -> tuple[list[Cell], list[Any]]:
 
         searches = plan_searches(spec, study_dir)
         check_data([s.template for s in searches])
+        check_trust(spec.trust, [s.template.config.dataset for s in searches], spec.source)
         return [], searches
     cells = expand(spec, study_dir)
     check_data(cells)
+    check_trust(spec.trust, [c.config.dataset for c in cells], spec.source)
     return cells, []
 
 
@@ -135,10 +139,13 @@ def run_study(
         save_spec(spec, study_dir)
         report = StudyReport(study_dir, len(grid) + sum(s.trials for s in searches))
         todo: list[Cell] = []
+        lacking = _lacking_trust(store, spec.trust)
         for cell in grid:
             store.add_cell(cell.hash, cell.config.to_dict(), spec.name)
             status, attempts = store.status(cell.hash) or ("pending", 0)
-            if status in ("done", "pruned"):
+            if status == "done" and cell.hash in lacking:  # trained: its worker runs the trust steps only
+                todo.append(cell)
+            elif status in ("done", "pruned"):
                 report.skipped += 1
             elif status == "failed" and attempts >= max_attempts:
                 report.given_up.append(cell.hash)
@@ -149,7 +156,8 @@ def run_study(
             report.skipped += s.finished
             report.given_up += s.given_up
         queue = _Queue(todo, searches)
-        _run_queue(queue, store, study_dir, backend, options or BackendOptions(), keep, max_attempts, report, progress)
+        opts = options or BackendOptions()
+        _run_queue(queue, store, study_dir, backend, opts, keep, max_attempts, report, progress, spec.trust)
         mine = {c.hash for c in grid} | {h for s in searches for h in s.hashes()}
         report.still_failed = [r.hash for r in store.rows(statuses=["failed"]) if r.hash in mine]
         for s in searches:
@@ -169,6 +177,7 @@ def _run_queue(
     max_attempts: int,
     report: StudyReport,
     progress: bool,
+    trust: dict[str, Any] | None = None,
 ) -> None:
     first = queue.next()
     if first is None:
@@ -188,7 +197,7 @@ def _run_queue(
     def submit(cell: Cell) -> None:
         store.mark_running(cell.hash)
         running[cell.hash] = cell
-        be.submit(_task(cell, study_dir, keep, queue))
+        be.submit(_task(cell, study_dir, keep, queue, trust))
 
     shown: list[tuple[int, ...]] = []
 
@@ -239,7 +248,14 @@ def _run_queue(
         be.close()
 
 
-def _task(cell: Cell, study_dir: Path, keep: str, queue: _Queue) -> CellTask:
+def _lacking_trust(store: ResultStore, trust: dict[str, Any] | None) -> set[str]:
+    """Done cells whose stored test metrics lack what the spec's trust steps add."""
+    if not trust:
+        return set()
+    return {r.hash for r in store.rows(statuses=["done"]) if not has_trust_metrics(r.metrics.get("test", {}), trust)}
+
+
+def _task(cell: Cell, study_dir: Path, keep: str, queue: _Queue, trust: dict[str, Any] | None = None) -> CellTask:
     curve, after = [], 0
     for s in queue.searches:
         if s.owns(cell.hash):
@@ -252,4 +268,5 @@ def _task(cell: Cell, study_dir: Path, keep: str, queue: _Queue) -> CellTask:
         keep=keep,
         median_curve=curve,
         prune_after=after,
+        trust=trust,
     )

@@ -11,6 +11,7 @@
     exclude: [{model: resnet50, dataset: retinamnist}]   # minus cells matching every given field
     trials: 30                                   # only with range axes: a hyper-parameter search
     axes: {lr: {log_uniform: [1.0e-4, 1.0e-1]}}  # a range instead of a list
+    trust: {calibrate: temperature, conformal: 0.1, corruptions: all}   # after training (studies.trust)
 
 A cell is identified by a hash of its resolved config, without the fields that say where things
 are (name, out_dir, root): the same experiment hashes alike wherever it runs.
@@ -31,10 +32,11 @@ import yaml
 
 from medmnist_lab.engine.config import LATER_FIELDS, LOCATION_FIELDS, RunConfig, cell_hash
 from medmnist_lab.errors import MedMNISTLabError
+from medmnist_lab.studies.trust import parse_trust
 
 __all__ = ["LATER_FIELDS", "LOCATION_FIELDS", "cell_hash"]  # re-exported: they live with the config
 
-SPEC_KEYS = ("name", "description", "base", "axes", "include", "exclude", "trials", "search")
+SPEC_KEYS = ("name", "description", "base", "axes", "include", "exclude", "trials", "search", "trust")
 RANGE_KINDS = ("uniform", "log_uniform", "int", "log_int")
 
 
@@ -86,6 +88,7 @@ class StudySpec:
     exclude: list[dict[str, Any]] = field(default_factory=list)
     trials: int | None = None
     source: str = ""
+    trust: dict[str, Any] | None = None  # the trust steps after training (studies.trust), or None
 
     @property
     def is_search(self) -> bool:
@@ -102,6 +105,8 @@ class StudySpec:
             out["exclude"] = self.exclude
         if self.trials is not None:
             out["trials"] = self.trials
+        if self.trust is not None:
+            out["trust"] = self.trust
         return out
 
 
@@ -150,7 +155,10 @@ def parse_spec(data: Any, source: str = "<spec>") -> StudySpec:
         raise MedMNISTLabError(
             f"{source}: 'trials' needs at least one range axis, e.g. lr: {{log_uniform: [1e-4, 1e-1]}}"
         )
-    return StudySpec(name, str(data.get("description") or ""), base, axes, ranges, include, exclude, trials, source)
+    trust = parse_trust(data.get("trust"), source)
+    return StudySpec(
+        name, str(data.get("description") or ""), base, axes, ranges, include, exclude, trials, source, trust
+    )
 
 
 def _parse_range(key: str, value: dict[str, Any], source: str) -> Range:

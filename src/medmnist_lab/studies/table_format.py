@@ -25,6 +25,7 @@ from medmnist_lab.studies.tables import (
     TableData,
     compute_table,
 )
+from medmnist_lab.studies.trust import metric_label
 
 
 def _num(x: float | None) -> str:
@@ -91,12 +92,12 @@ def _ci_method(data: TableData, metric: str) -> str:
 def _headers(data: TableData) -> list[str]:
     pct = f"{data.confidence:.0%}"
     head = [*data.group_by, "n"] if data.group_by else ["group", "n"]
-    head += [f"{data.split} {m.upper()} (mean ± std [{pct} CI{_ci_method(data, m)}])" for m in data.metrics]
+    head += [f"{data.split} {metric_label(m)} (mean ± std [{pct} CI{_ci_method(data, m)}])" for m in data.metrics]
     if data.reference:
-        head += [f"{data.reference} {m.upper()}" for m in data.metrics]
+        head += [f"{data.reference} {metric_label(m)}" for m in data.metrics]
     if data.baseline:
         for m in data.metrics:
-            head += [f"Δ {m.upper()} vs baseline [{pct} CI]", f"Δ {m.upper()} paired t-test"]
+            head += [f"Δ {metric_label(m)} vs baseline [{pct} CI]", f"Δ {metric_label(m)} paired t-test"]
         if _has_delong(data):
             head.append(f"DeLong {data.split} AUC per seed")
     return head
@@ -298,7 +299,7 @@ FORMATS: tuple[str, ...] = tuple(FORMATTERS)
 def build_table(
     rows: Sequence[ResultRow],
     group_by: Sequence[str] | None = None,
-    metrics: Sequence[str] = DEFAULT_METRICS,
+    metrics: Sequence[str] | None = DEFAULT_METRICS,
     split: str = "test",
     baseline: tuple[str, Any] | None = None,
     reference: str | None = None,
@@ -316,6 +317,7 @@ def build_table(
     that has FIELD=VALUE and the same other group-by values, paired by seed.
     reference: a reference table (official, seed, medmnist-plus) printed beside each group.
     data_root: where the dataset files are for DeLong's labels (default: each run's `root`).
+    metrics None: AUC and ACC, plus the trust columns when the rows have them (`tables.default_metrics`).
     """
     if fmt not in FORMATS:
         raise MedMNISTLabError(f"unknown table format '{fmt}'; choose one of: {', '.join(FORMATS)}")

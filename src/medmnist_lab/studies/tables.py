@@ -42,11 +42,14 @@ from medmnist_lab.metrics.stats import (
     summarize,
 )
 from medmnist_lab.studies.rows import ResultRow, canon, show_value
+from medmnist_lab.studies.trust import TABLE_METRICS, TRUST_METRICS
+from medmnist_lab.studies.trust import UNIT_METRICS as TRUST_UNIT_METRICS
 
 DEFAULT_METRICS: tuple[str, ...] = ("auc", "acc")
 # Where and how a run was stored or executed: never part of what a table compares.
 IGNORED_FIELDS: tuple[str, ...] = ("name", "out_dir", "root", "device")
 PAIR_FIELD = "seed"
+BOUNDED_METRICS: tuple[str, ...] = tuple(dict.fromkeys((*UNIT_INTERVAL_METRICS, *TRUST_UNIT_METRICS)))
 
 
 def _sort_key(value: Any) -> tuple[int, float, str]:
@@ -199,10 +202,19 @@ def common_value(rows: Sequence[ResultRow], fld: str) -> Any:
     return rows[0].config.get(fld) if len(values) == 1 else None
 
 
+def default_metrics(rows: Sequence[ResultRow], split: str = "test") -> list[str]:
+    """AUC and ACC; with a study's trust steps (studies.trust) in the rows, also ECE before/after
+    calibration, conformal coverage and set size, and the corrupted balanced error, where present."""
+    valid = set(_valid_metrics(rows, split))
+    if not valid & (set(TRUST_METRICS) - {"ece"}):  # "ece" alone is every run's training-time ECE
+        return list(DEFAULT_METRICS)
+    return [*DEFAULT_METRICS, *(m for m in TABLE_METRICS if m in valid)]
+
+
 def compute_table(
     rows: Sequence[ResultRow],
     group_by: Sequence[str] | None = None,
-    metrics: Sequence[str] = DEFAULT_METRICS,
+    metrics: Sequence[str] | None = DEFAULT_METRICS,
     split: str = "test",
     baseline: tuple[str, Any] | None = None,
     reference: str | None = None,
@@ -226,6 +238,8 @@ def compute_table(
         if f not in fields:
             raise MedMNISTLabError(f"unknown group-by field '{f}'; choose from the config fields: {', '.join(fields)}")
 
+    if metrics is None:
+        metrics = default_metrics(done, split)
     metrics = list(dict.fromkeys(m.lower() for m in metrics))
     valid = _valid_metrics(done, split)
     if not metrics:
@@ -285,7 +299,7 @@ def _group(
             m: summarize(
                 [v for r in members if (v := _finite(r.value(split, m))) is not None],
                 confidence,
-                bounded=m in UNIT_INTERVAL_METRICS,
+                bounded=m in BOUNDED_METRICS,
             )
             for m in metrics
         }

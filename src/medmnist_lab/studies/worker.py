@@ -42,6 +42,7 @@ class CellTask:
     # Median pruning: prune after epoch e (e >= prune_after) when the val AUC is below median[e].
     median_curve: list[float] = field(default_factory=list)
     prune_after: int = 0
+    trust: dict[str, Any] | None = None  # the spec's trust steps (studies.trust), run after training
 
 
 @contextlib.contextmanager
@@ -118,7 +119,7 @@ def _run(task: CellTask) -> dict[str, Any]:
         try:
             summary = RunSummary.read(run_dir)
             print(f"already finished: {run_dir}", flush=True)
-            return {"status": "done", "summary": summary.to_dict(), "run_dir": str(run_dir)}
+            return _with_trust({"status": "done", "summary": summary.to_dict(), "run_dir": str(run_dir)}, task, config)
         except SummaryError as exc:
             print(f"unusable summary ({exc}); running the cell again", flush=True)
             shutil.rmtree(run_dir)
@@ -148,4 +149,21 @@ def _run(task: CellTask) -> dict[str, Any]:
     except Pruned:
         RunFolder(run_dir).apply_retention(task.keep)  # a pruned trial is final: no resume state kept
         raise
-    return {"status": "done", "summary": result.summary.to_dict(), "run_dir": str(result.run_dir)}
+    return _with_trust(
+        {"status": "done", "summary": result.summary.to_dict(), "run_dir": str(result.run_dir)}, task, config
+    )
+
+
+def _with_trust(outcome: dict[str, Any], task: CellTask, config: Any) -> dict[str, Any]:
+    """Run the spec's trust steps on the cell's best checkpoint; their numbers join its test metrics
+    (the store keeps them with the cell; summary.json is left as training wrote it)."""
+    if not task.trust:
+        return outcome
+    from medmnist_lab.studies.trust import run_trust
+
+    run_dir = Path(outcome["run_dir"])
+    checkpoint = run_dir / "best.pt" if (run_dir / "best.pt").is_file() else run_dir / "last.pt"  # --keep last
+    extra = run_trust(checkpoint, task.trust, config.root, config.device)
+    metrics = outcome["summary"].setdefault("metrics", {})
+    metrics["test"] = {**(metrics.get("test") or {}), **extra}
+    return outcome
