@@ -236,3 +236,92 @@ def mistakes(images, truth: np.ndarray, scores: np.ndarray, names: Sequence[str]
         ax.text(x + w / 2, y - gap * 0.2, label, ha="center", va="bottom", fontsize=6)
     ax.imshow(mosaic, interpolation="nearest")
     return fig
+
+
+def _reliability_axis(ax: Any, calibration: dict[str, Any], title: str) -> None:
+    conf, acc, count = calibration["bin_confidence"], calibration["bin_accuracy"], calibration["bin_count"]
+    edges = np.linspace(0, 1, len(count) + 1)
+    centers, width = (edges[:-1] + edges[1:]) / 2, edges[1] - edges[0]
+    heights = [a if a is not None else 0 for a in acc]
+    ax.bar(centers, heights, width=width * 0.9, color=PALETTE[0], alpha=0.8, label="accuracy")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8, label="perfect calibration")
+    shown = [(c, a) for c, a in zip(conf, acc, strict=True) if c is not None]
+    if shown:
+        ax.plot(*zip(*shown, strict=True), "o", color=PALETTE[3], markersize=4, label="mean confidence")
+    ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
+    ax.set_title(f"{title}, ECE {calibration['ece']:.3f}")
+
+
+@styled
+def reliability_before_after(before: dict[str, Any], after: dict[str, Any], method: str) -> Figure:
+    """Reliability diagrams (test) of the raw and the calibrated probabilities, side by side."""
+    fig, (ax_b, ax_a) = figure(4.2, 4.0, ncols=2, margins={"left": 0.08, "right": 0.98, "wspace": 0.3})
+    _reliability_axis(ax_b, before, "raw (test)")
+    _reliability_axis(ax_a, after, f"{method} scaling (test)")
+    ax_b.legend(loc="upper left", fontsize=8)
+    return fig
+
+
+@styled
+def risk_coverage(coverage: Sequence[float], risk: Sequence[float], aurc: float, source: str) -> Figure:
+    """Selective prediction: the error rate of the most confident share of the test predictions."""
+    fig, (ax,) = figure(4.8, 3.8)
+    ax.plot(coverage, risk, color=PALETTE[0], marker="." if len(coverage) <= 40 else None)
+    full = float(risk[-1]) if len(risk) else 0.0
+    ax.axhline(full, color="grey", linestyle="--", linewidth=0.8, label=f"risk at full coverage {full:.3f}")
+    ax.set(xlabel="coverage (share of test predictions kept)", ylabel="risk (error rate of those kept)", xlim=(0, 1))
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"risk–coverage (test), AURC {aurc:.3f}")
+    ax.legend(loc="lower left", fontsize=8, title=source, title_fontsize=8)
+    return fig
+
+
+@styled
+def set_sizes(sizes: np.ndarray, n_classes: int, alpha: float, score: str, coverage: float) -> Figure:
+    """Histogram of the conformal prediction-set sizes on test (0 = empty set)."""
+    fig, (ax,) = figure(4.8, 3.6)
+    counts = np.bincount(np.asarray(sizes, dtype=np.int64), minlength=n_classes + 1)[: n_classes + 1]
+    ax.bar(np.arange(n_classes + 1), counts, color=PALETTE[2], width=0.8)
+    ax.set_xticks(np.arange(n_classes + 1))
+    ax.set(xlabel="classes in the prediction set", ylabel="test images")
+    ax.set_title(f"{score.upper()} sets at ALPHA {alpha:g}: coverage {coverage:.3f}, mean size {np.mean(sizes):.2f}")
+    return fig
+
+
+@styled
+def severity_curves(cells: Sequence[dict[str, Any]], clean: float) -> Figure:
+    """Balanced error against severity, one line per corruption; the clean error dashed."""
+    fig, (ax,) = figure(6.4, 4.0, margins={"right": 0.7})
+    names = list(dict.fromkeys(str(c["corruption"]) for c in cells))
+    markers = "os^Dv<>p*h"
+    for i, name in enumerate(names):
+        pts = sorted((int(c["severity"]), float(c["balanced_error"])) for c in cells if c["corruption"] == name)
+        ax.plot(*zip(*pts, strict=True), marker=markers[i % len(markers)], color=PALETTE[i % len(PALETTE)], label=name)
+    ax.axhline(clean, color="black", linestyle="--", linewidth=1.0, label=f"clean {clean:.3f}")
+    severities = sorted({int(c["severity"]) for c in cells})
+    ax.set_xticks(severities)
+    ax.set(xlabel="severity", ylabel="balanced error (test)", title="MedMNIST-C: balanced error by severity")
+    _unit_ylim(ax)
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
+    return fig
+
+
+@styled
+def trust_by_group(groups: Sequence[dict[str, Any]], title: str) -> Figure:
+    """Per group: clean and corrupted balanced error, ECE before and after calibration (means, 95% CI)."""
+    keys = [(k, label) for k, label in (("clean_be", "clean BE"), ("corrupted_be", "corrupted BE"),
+            ("ece", "ECE raw"), ("ece_calibrated", "ECE calibrated")) if any(g.get(k) for g in groups)]  # fmt: skip
+    fig, (ax,) = figure(max(4.8, 1.2 * len(groups) + 2.5), 3.8, margins={"bottom": 0.3})
+    width = 0.8 / max(len(keys), 1)
+    for j, (key, label) in enumerate(keys):
+        pts = [(i, g[key]) for i, g in enumerate(groups) if g.get(key)]
+        x = [i + (j - (len(keys) - 1) / 2) * width for i, _ in pts]
+        ax.bar(x, [p["mean"] for _, p in pts], width=width * 0.9, yerr=_ci_err([p for _, p in pts]), capsize=3,
+               color=PALETTE[j], label=label)  # fmt: skip
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels([g["name"] for g in groups], rotation=20, ha="right", fontsize=8)
+    ax.set(title=title, ylabel="test (lower is better)")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8, ncols=2)
+    return fig

@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from medmnist_lab.errors import MedMNISTLabError
-from medmnist_lab.report import plots
+from medmnist_lab.report import plots, trust
 from medmnist_lab.report.style import Fig, save, save_image
 
 MISCLASSIFIED = 24  # images in the grid of mistakes
@@ -122,11 +122,22 @@ def draw_run(page: RunPage, assets: Path, root: str | None, cache: dict[str, Any
         if test.get("calibration"):
             add("Reliability diagram (test) with the expected calibration error", "reliability",
                 lambda: plots.reliability(test["calibration"]))  # fmt: skip
+    records = trust.read_records(page.path)
+    page.problems += records.problems
+    rob = records.robustness
+    if rob is not None:
+        add("MedMNIST-C: balanced error (test) against severity, one line per corruption, clean dashed",
+            "severity", lambda: plots.severity_curves(rob["cells"], float(rob["clean"]["balanced_error"])),
+            wide=True)  # fmt: skip
     data = _test_data(page, root, cache)
     if isinstance(data, str):
         page.problems.append(data)
+        if records.evaluation is not None:
+            _trust_figures(records, None, None, "", add)
         return
     images, labels, scores, task = data
+    if records.calibration is not None or records.evaluation is not None:
+        _trust_figures(records, labels, scores, task, add)
     if scores is not None:
         add(
             "ROC curves (test), one per class, with their AUC",
@@ -142,6 +153,35 @@ def draw_run(page: RunPage, assets: Path, root: str | None, cache: dict[str, Any
     montage = _montage(page, root, cache, assets)
     if montage:
         page.figures.append(montage)
+
+
+def _trust_figures(records: trust.TrustRecords, labels, scores, task: str, add) -> None:
+    """Reliability before/after calibration, risk-coverage and conformal set sizes (module trust)."""
+    cal = records.calibration
+    if cal is not None and scores is not None:
+        method = str(cal["parameters"].get("method", "?"))
+
+        def diagrams():
+            return plots.reliability_before_after(*trust.reliability_pair(cal, labels, scores), method)
+
+        caption = f"Reliability diagrams (test) before and after calibration ({method} scaling, fitted on val)"
+        add(caption, "reliability-calibrated", diagrams, wide=True)
+        conformal = cal.get("conformal")
+        if conformal:
+            alpha, score = conformal["alpha"], conformal["score"]
+
+            def sizes():
+                got = trust.conformal_set_sizes(cal, scores)
+                return plots.set_sizes(got, len(cal["label_names"]), alpha, score, conformal["test"]["coverage"])
+
+            add(f"Conformal prediction-set sizes (test), {score.upper()} at ALPHA {alpha:g}", "set-sizes", sizes)
+    if records.evaluation is not None or scores is not None:
+        caption = "Risk–coverage curve (test): the error rate of the most confident predictions kept"
+        add(
+            caption,
+            "risk-coverage",
+            lambda: plots.risk_coverage(*trust.risk_coverage_data(records, labels, scores, task)),
+        )
 
 
 def _test_data(page: RunPage, root: str | None, cache: dict[str, Any]):

@@ -297,6 +297,8 @@ def study_html(page: StudyPage) -> str:
             row["time/run (s)"] = g["seconds"]
             rows.append(row)
         parts.append(table_html(rows))
+        if sec.trust_metrics:
+            parts.append("<h3>Robustness and calibration (test)</h3>" + _trust_table(sec))
         if sec.comparisons:
             parts.append("<h3>Paired differences to the baseline (same seeds)</h3>")
             crow = [
@@ -334,6 +336,27 @@ def study_html(page: StudyPage) -> str:
         links.append(f"../runs/{slug}.html" if slug else None)
     parts.append("<section><h2>Runs</h2>" + table_html(runs, links) + "</section>")
     return _page(f"Study {page.name}", "".join(parts), depth=1)
+
+
+def _trust_table(sec: Any) -> str:
+    """Per method: clean vs corrupted balanced error, ECE before/after calibration, conformal coverage
+    and set size (mean ± std over seeds, 95% CI), from the study's trust steps (studies.trust)."""
+    from medmnist_lab.studies.trust import metric_label
+
+    rows = []
+    for g in sec.groups:
+        row: dict[str, Any] = {"method": g["name"] + (" (baseline)" if g["baseline"] else ""), "n": g["n"]}
+        for m in sec.trust_metrics:
+            v = g[m]
+            row[f"{metric_label(m)} mean ± std"] = f"{_fmt(v['mean'])} ± {_fmt(v['std'])}"
+            row[f"{metric_label(m)} 95% CI"] = f"[{_fmt(v['ci_low'])}, {_fmt(v['ci_high'])}]"
+        rows.append(row)
+    note = (
+        "<p class='note'>BE: balanced error (1 − balanced accuracy); corrupted: the mean over the dataset's "
+        "MedMNIST-C corruptions and the severities scored, calibrated; ECE calibrated and coverage: on test, "
+        "with the scaling and conformal thresholds fitted on val.</p>"
+    )
+    return table_html(rows) + note
 
 
 def index_html(result: BuildResult) -> str:

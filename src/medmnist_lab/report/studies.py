@@ -21,6 +21,10 @@ from medmnist_lab.errors import MedMNISTLabError
 from medmnist_lab.report import plots
 from medmnist_lab.report.style import Fig, save, save_image
 from medmnist_lab.studies.rows import ResultRow, show_value
+from medmnist_lab.studies.trust import metric_label
+
+# The robustness table's columns (studies.trust), in order, where the study's rows have them.
+TRUST_COLUMNS: tuple[str, ...] = ("clean_be", "corrupted_be", "ece", "ece_calibrated", "coverage", "set_size")
 
 REFERENCES = ("official", "seed", "medmnist-plus")
 # The baseline each varying field is compared against, when the study varies it.
@@ -34,6 +38,7 @@ class Section:
     comparisons: list[dict[str, Any]] = field(default_factory=list)
     figures: list[Fig] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    trust_metrics: list[str] = field(default_factory=list)  # the robustness table's columns, when present
 
 
 @dataclass
@@ -98,7 +103,9 @@ def draw_study(page: StudyPage, assets: Path, root: str | None) -> None:
         if baseline is None and "size" in by:
             baseline = ("size", min(r.config.get("size") for r in rows))
         try:
-            table = compute_table(rows, group_by=by, metrics=("auc", "acc"), baseline=baseline, data_root=root)
+            section.trust_metrics = _trust_metrics(rows)
+            metrics = ("auc", "acc", *section.trust_metrics)
+            table = compute_table(rows, group_by=by, metrics=metrics, baseline=baseline, data_root=root)
         except MedMNISTLabError as exc:
             section.notes.append(f"no table: {exc}")
             continue
@@ -109,7 +116,7 @@ def draw_study(page: StudyPage, assets: Path, root: str | None) -> None:
             entry: dict[str, Any] = dict(
                 name=name, n=len(g.rows), model=model, size=size, seconds=seconds, baseline=g.is_baseline
             )
-            for m in ("auc", "acc"):
+            for m in ("auc", "acc", *section.trust_metrics):
                 s = g.summaries[m]
                 entry[m] = {"mean": s.mean, "std": s.std, "ci_low": s.ci_low, "ci_high": s.ci_high,
                             "values": [r.value("test", m) for r in g.rows],
@@ -123,7 +130,7 @@ def draw_study(page: StudyPage, assets: Path, root: str | None) -> None:
                         dict(
                             group=name,
                             baseline=", ".join(f"{k}={show_value(v)}" for k, v in c.baseline_group.items()),
-                            metric=m.upper(),
+                            metric=metric_label(m),
                             pairs=c.n_pairs,
                             diff=d.mean,
                             ci_low=d.ci_low,
@@ -138,8 +145,22 @@ def draw_study(page: StudyPage, assets: Path, root: str | None) -> None:
     _study_figures(page, assets, root)
 
 
+def _trust_metrics(rows: list[ResultRow]) -> list[str]:
+    """The robustness table's columns the rows hold (none without a trust step: "ece" alone is the
+    training-time ECE every run has)."""
+    have = {k for r in rows for k, v in r.metrics.get("test", {}).items() if isinstance(v, int | float)}
+    if not have & {"ece_calibrated", "coverage", "corrupted_be"}:
+        return []
+    return [m for m in TRUST_COLUMNS if m in have]
+
+
 def _section_figures(page: StudyPage, section: Section, by: list[str], assets: Path) -> None:
     stem = f"{page.slug}-{section.dataset}"
+    if section.trust_metrics:
+        groups = [{"name": g["name"], **{m: g[m] for m in section.trust_metrics}} for g in section.groups]
+        fig = plots.trust_by_group(groups, f"{section.dataset}: robustness and calibration (95% CI)")
+        caption = f"{section.dataset}: clean vs corrupted balanced error and ECE before/after calibration, per method"
+        section.figures.append(save(fig, assets, f"{stem}-trust", caption))
     for m in ("auc", "acc"):
         groups = [{"name": g["name"], **g[m]} for g in section.groups]
         fig = plots.metric_by_group(groups, m, f"{section.dataset}: test {m.upper()} by method (95% CI)")
