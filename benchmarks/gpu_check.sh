@@ -4,10 +4,14 @@
 #   1. throughput.md     full/bare training-step ratio, ResNet-18/50 at 28/64/128/224 px, compile off and on
 #   2. fast_recipe.json  `--recipe fast` on BreastMNIST and RetinaMNIST, 3 seeds each (real files, carried)
 #   3. projection.json   one epoch of every registry dataset at its real split sizes -> time for all 12
-#   4. env.txt, log.txt  GPU, driver, torch; what ran and how long
+#   4. volumes.json      3D: AdrenalMNIST3D, the official protocol (full-width ResNet-18, batch 32) with
+#                        2.5d/3d/acs for 2 epochs each at 28^3 and acs at 64^3 (s/epoch, peak memory; x50 =
+#                        the 100-epoch protocol), and `--recipe fast` 3D (acs) end to end, seeds 0 1 2
+#   5. env.txt, log.txt  GPU, driver, torch; what ran and how long
 #
 # Before the call, here: copy the real files and the two wheels the GPU image lacks into ignored folders
-#   mkdir -p gpu_data gpu_wheels && cp ../shared/data/medmnist/{breastmnist,retinamnist}.npz gpu_data/
+#   mkdir -p gpu_data gpu_wheels && cp ../shared/data/medmnist/{breastmnist,retinamnist,adrenalmnist3d,adrenalmnist3d_64}.npz gpu_data/
+#   .venv/bin/pip download --no-deps -d gpu_wheels ACSConv
 #   .venv/bin/pip download --no-deps -d gpu_wheels medmnist fire
 # and carry them: run(command="bash benchmarks/gpu_check.sh", carry=["gpu_data", "gpu_wheels"], timeout_s=540).
 # A CPU rehearsal with tiny settings: TINY=1 OUT=/tmp/gpu_check bash benchmarks/gpu_check.sh
@@ -23,12 +27,17 @@ say() { echo "[$(date +%T)] $*" | tee -a "$LOG"; }
 if ! $PY -c "import medmnist" 2>/dev/null; then
   $PY -m pip install -q --no-index --find-links gpu_wheels --no-deps medmnist fire >> "$LOG" 2>&1
 fi
+if ! $PY -c "import acsconv" 2>/dev/null; then
+  $PY -m pip install -q --no-index --find-links gpu_wheels --no-deps ACSConv >> "$LOG" 2>&1
+fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 export MEDMNIST_ROOT="${MEDMNIST_ROOT:-$PWD/gpu_data}"
 if [ "$TINY" = 1 ]; then
   dev=cpu; models="resnet18"; sizes="28"; steps=1; reps=1; seeds="0"; fraction=0.002; extra="--epochs 1 --width 4"
+  vol_extra="--width 4 --subset 64"
 else
   dev=cuda; models="resnet18 resnet50"; sizes="28 64 128 224"; steps=20; reps=3; seeds="0 1 2"; fraction=1.0; extra=""
+  vol_extra=""
 fi
 { nvidia-smi 2>&1 | head -15; $PY -c "import torch, platform; print('torch', torch.__version__, 'python', platform.python_version(), 'cuda', torch.cuda.is_available())"; } > "$OUT/env.txt" 2>&1
 
@@ -65,4 +74,36 @@ PYEOF
 say "3. one epoch of every dataset at its real size (fraction $fraction)"
 timeout 150 $PY benchmarks/epoch_projection.py --device "$dev" --fraction "$fraction" --out "$OUT/projection.json" \
   >> "$LOG" 2>&1 || say "projection stopped (exit $?)"
+say "4. volumes: official 3D protocol for 2 epochs per convolution, 64^3 acs, fast 3D seeds $seeds"
+vruns=$(mktemp -d)
+for conv in 2.5d 3d acs; do
+  # shellcheck disable=SC2086
+  timeout 150 $PY -m medmnist_lab.cli.main train adrenalmnist3d --conv "$conv" --epochs 2 --device "$dev" \
+    --out-dir "$vruns" --name "official-$conv-28" --no-progress $vol_extra >> "$LOG" 2>&1 || say "official $conv 28 failed"
+done
+# shellcheck disable=SC2086
+# GPU peak memory of the 64^3 run, sampled by nvidia-smi every second
+{ while sleep 1; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits 2>/dev/null; done; } > "$OUT/gpu_mem_64.txt" &
+poll=$!
+timeout 150 $PY -m medmnist_lab.cli.main train adrenalmnist3d --size 64 --conv acs --epochs 2 --device "$dev" \
+  --out-dir "$vruns" --name "official-acs-64" --no-progress $vol_extra >> "$LOG" 2>&1 || say "official acs 64 failed"
+kill "$poll" 2>/dev/null
+say "64^3 peak GPU memory (MiB, nvidia-smi): $(sort -n "$OUT/gpu_mem_64.txt" | tail -1)"
+for s in $seeds; do
+  # shellcheck disable=SC2086
+  timeout 120 $PY -m medmnist_lab.cli.main train adrenalmnist3d --recipe fast --conv acs --seed "$s" --device "$dev" \
+    --out-dir "$vruns" --name "fast-acs-s$s" --no-progress $vol_extra >> "$LOG" 2>&1 || say "fast 3D seed $s failed"
+done
+$PY - "$vruns" > "$OUT/volumes.json" <<'PYEOF'
+import json, pathlib, sys
+rows = []
+for f in sorted(pathlib.Path(sys.argv[1]).glob("*/*/*/summary.json")):
+    s = json.loads(f.read_text())
+    hist = [json.loads(x) for x in (f.parent / "history.jsonl").read_text().splitlines() if x]
+    rows.append({"run": f.parent.name, "size": s["size"], "epochs": len(hist), "test_auc": s["metrics"]["test"]["auc"],
+                 "test_acc": s["metrics"]["test"]["acc"], "wall_s": s["wall_seconds"],
+                 "s_per_epoch": [round(h["seconds"], 2) for h in hist],
+                 "device": s["device"], "precision": s["precision"]})
+print(json.dumps(rows, indent=2))
+PYEOF
 say "done"

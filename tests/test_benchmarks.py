@@ -53,7 +53,14 @@ def test_no_benchmark_script_has_its_own_training_step():
     assert own_steps == ["memory.py"]
     pattern = re.compile(r"\btrain_(step|one_epoch)\(")
     users = sorted(p.name for p in BENCH.glob("*.py") if pattern.search(p.read_text()))
-    assert users == ["augment_cost.py", "epoch_projection.py", "memory.py", "precision.py", "throughput.py"]
+    assert users == [
+        "augment_cost.py",
+        "epoch_projection.py",
+        "memory.py",
+        "official3d_speed.py",
+        "precision.py",
+        "throughput.py",
+    ]
 
 
 def _run(script: str, *args: str) -> str:

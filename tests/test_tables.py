@@ -472,21 +472,29 @@ def test_reference_values(table: str, key: tuple[str, str, int, str], expected: 
 
 
 def test_reference_tables_cover_every_dataset() -> None:
+    from medmnist_lab.data.registry import FLAGS_2D, FLAGS_3D
+
     official = get_reference("official")
     flags = {k[0] for k in official.entries()}
-    assert len(flags) == 12
-    for flag in flags:
+    assert flags == set(FLAGS_2D) | set(FLAGS_3D)
+    for flag in FLAGS_2D:
         for size in (28, 224):
             for metric in ("auc", "acc"):
                 v = official.value(flag, "resnet18", size, metric)
                 assert v is not None and 0 < v <= 1
+    for flag in FLAGS_3D:  # the official 3D table: 28^3, looked up with the convolution type
+        for model in ("resnet18", "resnet50"):
+            for conv in ("2.5d", "3d", "acs"):
+                assert all(0 < official.value(flag, model, 28, m, conv) <= 1 for m in ("auc", "acc"))
+        assert official.value(flag, "resnet18", 28, "auc") is None  # no 2D model on volumes
+    assert official.value("adrenalmnist3d", "resnet18", 28, "auc", "acs") == 0.839
     assert len({k[0] for k in get_reference("seed").entries()}) == 10  # the seed had no BloodMNIST/TissueMNIST
 
 
 def test_reference_csvs_are_package_data_with_their_source_header() -> None:
     counts = {name: len(header_lines(name)) for name in REFERENCE_CSVS.values()}
     assert counts == {
-        "medmnist_v2_benchmark.csv": 3,
+        "medmnist_v2_benchmark.csv": 4,
         "seed_results.csv": 1,
         "medmnist_plus_acc.csv": 3,
         "official_script_runs.csv": 3,
