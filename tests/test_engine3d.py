@@ -50,7 +50,7 @@ def test_official_and_fast_recipes_for_volumes():
     organ = resolve_config("organmnist3d")  # not a shape dataset: volumes in [0, 1], no shape transform
     assert (organ.std, organ.shape_transform, organ.batch_size) == (1.0, False, 32)
     fast = resolve_config("adrenalmnist3d", "fast", conv="2.5d")
-    assert (fast.conv, fast.width, fast.stem, fast.epochs) == ("2.5d", 16, "strided", 20)
+    assert (fast.conv, fast.width, fast.stem, fast.epochs, fast.augment) == ("2.5d", 16, "strided", 12, "volume")
     assert fast.tta and fast.ema == 0.9 and fast.shape_transform
     assert resolve_config("breastmnist", "fast").conv is None  # 2D runs are unchanged
     assert resolve_config("breastmnist", "fast").batch_size == 64
