@@ -28,9 +28,11 @@ from medmnist_lab.cli.main import main
 from medmnist_lab.data import load_split
 from medmnist_lab.data.registry import list_datasets
 from medmnist_lab.deploy.calibrate import calibrate
-from medmnist_lab.engine import evaluate, fit, resolve_config
+from medmnist_lab.engine import RunConfig, evaluate, fit, resolve_config
+from medmnist_lab.engine.calibration import find_calibration
 from medmnist_lab.engine.robustness import evaluate_corruptions
 from medmnist_lab.errors import MedMNISTLabError
+from medmnist_lab.metrics.official import scores_from_logits
 from synthetic import write_npz
 
 RGB = {"pathmnist", "bloodmnist", "dermamnist", "retinamnist"}
@@ -242,6 +244,28 @@ def test_evaluate_corruptions_table_and_record(runs: dict[str, Path], capsys) ->
     assert again.model.cells == record["cells"]
 
 
+def corrupted_split(root: Path, cell: dict):
+    """The test split under the cell's corruption, rebuilt from the cell's record."""
+    from dataclasses import replace
+
+    data = load_split("breastmnist", "test", 28, root)
+    images = corrupt(data.images.numpy(), "breastmnist", cell["corruption"], cell["severity"], cell["seed"])
+    return replace(data, images=torch.from_numpy(images), meta={})
+
+
+def evaluate_logits(ckpt: Path, data) -> torch.Tensor:
+    """The checkpoint's logits on `data`, as evaluate runs the model (fp32, its flips)."""
+    from medmnist_lab.engine.device import resolve_precision
+    from medmnist_lab.engine.inference import predict
+    from medmnist_lab.engine.scoring import load_model
+
+    model, state = load_model(ckpt)
+    config = RunConfig.from_dict(state["config"])
+    return predict(
+        model, data, config, torch.device("cpu"), resolve_precision(torch.device("cpu"), precision="fp32"), False
+    )
+
+
 def test_baseline_relative_error_and_calibration(runs: dict[str, Path], capsys, tmp_path: Path) -> None:
     root, ckpt, base = runs["root"], runs["a"], runs["b"]
     result = evaluate_corruptions(ckpt, "all", "2,4", baseline=base, root=str(root))
@@ -277,6 +301,20 @@ def test_baseline_relative_error_and_calibration(runs: dict[str, Path], capsys, 
     assert "ECE" in out.splitlines()[2] and "temperature" in out
     record = json.loads((ckpt.parent / "robustness_best_test.json").read_text())
     assert record["calibration_applied"]["used"] is True and 0 <= record["cells"][0]["ece"] <= 1
+    assert "coverage" not in record["cells"][0]  # no conformal part: no sets to cover with
+    # a conformal calibration: the clean-val sets' coverage and size on each corrupted split
+    calibrate(ckpt, "temperature", conformal=0.2, root=str(root), overwrite=True)
+    result = evaluate_corruptions(ckpt, "pixelate", "1,5", root=str(root))
+    cal = find_calibration(ckpt)
+    for cell in result.model.cells:
+        data = corrupted_split(root, cell)
+        logits = cal.apply(evaluate_logits(ckpt, data))
+        probs = scores_from_logits(logits, "binary-class")
+        sets = cal.sets(probs, ["0", "1"])
+        want = sets[np.arange(len(sets)), data.labels.numpy()[:, 0]].mean()
+        assert cell["coverage"] == pytest.approx(want) and cell["set_size"] == pytest.approx(sets.sum(1).mean())
+    rc, out, err = run_cli(capsys, "evaluate", ckpt, "--corruptions", "pixelate", "--root", root, "--overwrite")
+    assert rc == 0 and "cover" in out.splitlines()[2]
 
 
 @pytest.mark.parametrize(

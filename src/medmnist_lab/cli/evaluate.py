@@ -136,16 +136,19 @@ def robustness_table(result: Any) -> str:
     the relative balanced errors when there is a baseline."""
     model = result.model
     calibrated = model.calibrated
+    conformal = "coverage" in model.clean  # a conformal calibration: its sets under each corruption
     head = f"{'corruption':<18} {'severity':>8} {'AUC':>7} {'ACC':>7} {'BE':>7}" + (
         f" {'ECE':>7}" if calibrated else ""
     )
+    head += f" {'cover':>7} {'size':>7}" if conformal else ""
     rel = result.relative()
     if rel is not None:
         head += f" {'rBE':>7} {'nBE':>7}"
 
     def row(name: str, sev: str, m: dict[str, float]) -> str:
         line = f"{name:<18} {sev:>8} {m['auc']:7.4f} {m['acc']:7.4f} {m['balanced_error']:7.4f}"
-        return line + (f" {m['ece']:7.4f}" if calibrated else "")
+        line += f" {m['ece']:7.4f}" if calibrated else ""
+        return line + (f" {m['coverage']:7.4f} {m['set_size']:7.3f}" if conformal else "")
 
     def fmt(v: float | None) -> str:
         return f"{v:7.4f}" if v is not None else f"{'n/a':>7}"

@@ -34,10 +34,13 @@ from medmnist_lab.engine.device import SCORE_PRECISION
 from medmnist_lab.engine.inference import predict, score_split
 from medmnist_lab.engine.scoring import _Scorer, _scorer
 from medmnist_lab.errors import MedMNISTLabError
+from medmnist_lab.metrics.conformal import coverage_report
+from medmnist_lab.metrics.official import scores_from_logits
 from medmnist_lab.records import write_json
 
 FORMAT, VERSION = "medmnist-lab robustness", 1
 MEAN_KEYS = ("auc", "acc", "balanced_error", "ece")
+CONFORMAL_KEYS = ("coverage", "set_size")  # with a conformal calibration only
 
 
 @dataclass
@@ -56,12 +59,19 @@ class _Model:
         if self.calibration is not None:
             logits = self.calibration.apply(logits.cpu())
         r = score_split(logits, data, s.info)
-        return {
+        out = {
             "auc": float(r.metrics.auc),
             "acc": float(r.metrics.acc),
             "balanced_error": 1.0 - float(r.extras["balanced_accuracy"]),
             "ece": float(r.extras["ece"]),
         }
+        if self.calibration is not None and self.calibration.conformal:
+            # The clean-val conformal thresholds on corrupted images: how far the guarantee holds under shift.
+            probs = scores_from_logits(logits, s.info.task)
+            sets = self.calibration.sets(probs, s.info.label_names)
+            report = coverage_report(sets, data.labels.numpy(), float(self.calibration.conformal["alpha"]))
+            out["coverage"], out["set_size"] = report["coverage"], report["mean_set_size"]
+        return out
 
 
 @dataclass
@@ -83,7 +93,7 @@ class ModelRobustness:
         out: dict[str, dict[str, float]] = {}
         for name in dict.fromkeys(c["corruption"] for c in self.cells):
             rows = [c for c in self.cells if c["corruption"] == name]
-            out[name] = {k: float(np.mean([r[k] for r in rows])) for k in MEAN_KEYS}
+            out[name] = {k: float(np.mean([r[k] for r in rows])) for k in MEAN_KEYS + CONFORMAL_KEYS if k in rows[0]}
         return out
 
     def to_dict(self) -> dict[str, Any]:
