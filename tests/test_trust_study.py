@@ -152,6 +152,15 @@ def test_bad_trust_values_are_one_clear_line(trust, message, trust_root: Path, t
     assert not (tmp_path / "study" / "results.db").exists()  # refused before any work
 
 
+def test_a_dry_run_says_the_trust_steps_are_not_estimated(trust_root: Path, tmp_path: Path, capsys) -> None:
+    spec = tmp_path / "t.yaml"
+    spec.write_text(yaml.safe_dump(trust_spec(trust_root, axes={"seed": [0]})))
+    assert main(["study", "run", str(spec), "--out-dir", str(tmp_path / "st"), "--dry-run", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "trust steps (temperature scaling, LAC sets at ALPHA 0.1, MedMNIST-C corruptions" in out
+    assert "not in the estimates" in out and not (tmp_path / "st").exists()
+
+
 def test_the_builtin_robustness_study(tmp_path: Path) -> None:
     spec = load_spec("robustness")
     assert spec.trust == {"calibrate": "temperature", "conformal": 0.1, "score": "lac", "corruptions": "all",

@@ -92,6 +92,7 @@ def _dry_run(spec, study_dir: Path, workers: int, threads: int | None) -> int:
     import os
 
     from medmnist_lab.studies.estimate import cache_path, estimate
+    from medmnist_lab.studies.rows import show_value as show
     from medmnist_lab.studies.runner import plan
     from medmnist_lab.studies.store import ResultStore, db_path
 
@@ -132,6 +133,14 @@ def _dry_run(spec, study_dir: Path, workers: int, threads: int | None) -> int:
             "note: cells with synthetic: gan-balanced first train their GAN (once per dataset and size, shared "
             "by the study); that time is not in the estimates"
         )
+    if spec.trust:
+        t = spec.trust
+        steps = f"{t['calibrate']} scaling" + (
+            f", {t['score'].upper()} sets at ALPHA {t['conformal']:g}" if t["conformal"] else ""
+        )
+        if t["corruptions"] is not None:
+            steps += f", MedMNIST-C corruptions {show(t['corruptions'])} at severities {show(t['severities'])}"
+        print(f"note: after training, each cell runs its trust steps ({steps}); that time is not in the estimates")
     per = spec.trials if spec.is_search else 1
     left = total * per
     print(

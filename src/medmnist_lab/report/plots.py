@@ -297,7 +297,7 @@ def severity_curves(cells: Sequence[dict[str, Any]], clean: float) -> Figure:
     for i, name in enumerate(names):
         pts = sorted((int(c["severity"]), float(c["balanced_error"])) for c in cells if c["corruption"] == name)
         ax.plot(*zip(*pts, strict=True), marker=markers[i % len(markers)], color=PALETTE[i % len(PALETTE)], label=name)
-    ax.axhline(clean, color="black", linestyle="--", linewidth=1.0, label=f"clean {clean:.3f}")
+    ax.axhline(clean, color="grey", linestyle="--", linewidth=1.5, label=f"clean {clean:.3f}")
     severities = sorted({int(c["severity"]) for c in cells})
     ax.set_xticks(severities)
     ax.set(xlabel="severity", ylabel="balanced error (test)", title="MedMNIST-C: balanced error by severity")

@@ -163,7 +163,9 @@ def _with_trust(outcome: dict[str, Any], task: CellTask, config: Any) -> dict[st
 
     run_dir = Path(outcome["run_dir"])
     checkpoint = run_dir / "best.pt" if (run_dir / "best.pt").is_file() else run_dir / "last.pt"  # --keep last
+    started = time.time()
     extra = run_trust(checkpoint, task.trust, config.root, config.device)
+    print(f"trust steps done in {time.time() - started:.1f}s", flush=True)
     metrics = outcome["summary"].setdefault("metrics", {})
     metrics["test"] = {**(metrics.get("test") or {}), **extra}
     return outcome
