@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from medmnist_lab.cli.main import main
+from cli_run import run_cli
 from medmnist_lab.data import load_split
 from medmnist_lab.deploy.calibrate import CALIBRATION_FILE, calibrate, load_calibration
 from medmnist_lab.deploy.export import read_torchscript_info
@@ -32,15 +32,6 @@ from medmnist_lab.metrics.reliability import nll
 TINY = dict(width=8, batch_size=32, amp=False)  # 4 epochs: a model with a finite, fitted temperature
 NAMES = ["malignant", "normal, benign"]
 ALPHA = 0.2
-
-
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    try:
-        rc = main([str(a) for a in args])
-    except SystemExit as exc:
-        rc = exc.code
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def rows(text: str) -> list[dict[str, str]]:

@@ -18,7 +18,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import brier_score_loss, log_loss
 
-from medmnist_lab.cli.main import main
+from cli_run import run_cli
 from medmnist_lab.deploy import calibrate as calibrate_module
 from medmnist_lab.deploy.calibrate import CALIBRATION_FILE, calibrate, load_calibration
 from medmnist_lab.engine import fit, resolve_config
@@ -48,15 +48,6 @@ from medmnist_lab.metrics.selective import accuracy_at, aurc, risk_coverage, sel
 
 TINY = dict(width=8, batch_size=64, amp=False)
 MULTI_LABEL = "multi-label, binary-class"
-
-
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    try:
-        rc = main([str(a) for a in args])
-    except SystemExit as exc:
-        rc = exc.code
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def softmax(z: np.ndarray) -> np.ndarray:

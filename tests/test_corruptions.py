@@ -12,6 +12,7 @@ import pytest
 import torch
 from scipy import ndimage
 
+from cli_run import run_cli
 from medmnist_lab.augment import POLICIES, build_augment, parse_spec
 from medmnist_lab.augment.corruptions import (
     DATASETS,
@@ -24,7 +25,6 @@ from medmnist_lab.augment.corruptions import (
     parse_severities,
     seed_for,
 )
-from medmnist_lab.cli.main import main
 from medmnist_lab.data import load_split
 from medmnist_lab.data.registry import list_datasets
 from medmnist_lab.deploy.calibrate import calibrate
@@ -176,15 +176,6 @@ def test_medmnist_c_policy() -> None:
 
 # -- evaluate --corruptions on tiny runs -------------------------------------------------------------
 TINY = dict(width=4, batch_size=16, amp=False)
-
-
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    try:
-        rc = main([str(a) for a in args])
-    except SystemExit as exc:
-        rc = exc.code
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from medmnist_lab.cli.main import main
+from cli_run import run_cli
 from medmnist_lab.data import load_split
 from medmnist_lab.deploy.card import write_model_card
 from medmnist_lab.deploy.export import export_model, read_torchscript_info
@@ -24,15 +24,6 @@ from medmnist_lab.deploy.predictor import Predictor
 from medmnist_lab.engine import evaluate, fit, resolve_config
 
 TINY = dict(width=8, batch_size=64, amp=False)
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        rc = main([str(a) for a in args])
-    except SystemExit as exc:
-        rc = exc.code
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def rows(text: str) -> list[dict[str, str]]:

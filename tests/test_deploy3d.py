@@ -19,6 +19,7 @@ from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from cli_run import run_cli
 from medmnist_lab.cli.main import main
 from medmnist_lab.deploy.export import export_model, read_torchscript_info
 from medmnist_lab.deploy.images import InputSpec
@@ -31,15 +32,6 @@ from synthetic import write_npz
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SPEC = InputSpec("adrenalmnist3d", 28, 1, spatial_dims=3)
-
-
-def run_cli(capsys, *args: object) -> tuple[int, str, str]:
-    try:
-        rc = main([str(a) for a in args])
-    except SystemExit as exc:
-        rc = exc.code
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def rows(text: str) -> list[dict[str, str]]:
