@@ -91,7 +91,7 @@ def test_shape_transform_is_the_official_one():
 
 
 @pytest.mark.parametrize("flag", FLAGS_3D)
-def test_every_3d_dataset_trains_on_synthetic_volumes(flag, volumes_root, tmp_path):
+def test_every_3d_dataset_trains_on_synthetic_volumes(flag, volumes_root, tmp_path, monkeypatch):
     conv = ("2.5d", "3d", "acs")[FLAGS_3D.index(flag) % 3]
     config = resolve_config(flag, root=str(volumes_root), out_dir=str(tmp_path), conv=conv, name="r", **TINY)
     result = fit(config, progress=False)
@@ -101,6 +101,10 @@ def test_every_3d_dataset_trains_on_synthetic_volumes(flag, volumes_root, tmp_pa
     assert model.eval()(torch.zeros(2, 1, 28, 28, 28)).shape == (2, model.fc.out_features)
     ev = evaluate(result.run_dir / "best.pt", "test")
     assert (ev.result.metrics.auc, ev.result.metrics.acc) == (result.test.metrics.auc, result.test.metrics.acc)
+    assert rescored(result.run_dir, flag, volumes_root, monkeypatch) == (
+        result.test.metrics.auc,
+        result.test.metrics.acc,
+    )
 
 
 def test_resume_of_a_volume_run_is_exact(volumes_root, tmp_path):
@@ -123,21 +127,27 @@ def test_resume_of_a_volume_run_is_exact(volumes_root, tmp_path):
         assert resumed.summary.metrics[split] == full.summary.metrics[split]
 
 
-@pytest.mark.slow
-def test_real_adrenalmnist3d_scores_equal_the_official_evaluator(adrenal_root, tmp_path, monkeypatch):
+def rescored(run_dir: Path, flag: str, root: Path, monkeypatch) -> tuple[float, float]:
+    """The official `medmnist.Evaluator` on the run's test prediction file (labels read from `root`)."""
     from medmnist.evaluator import Evaluator
 
+    defaults = list(Evaluator.__init__.__defaults__)
+    defaults[-1] = str(root)
+    monkeypatch.setattr(Evaluator.__init__, "__defaults__", tuple(defaults))
+    official = Evaluator.parse_and_evaluate(str(next(run_dir.glob(f"{flag}_test_*.csv"))))
+    return official.AUC, official.ACC
+
+
+@pytest.mark.slow
+def test_real_adrenalmnist3d_scores_equal_the_official_evaluator(adrenal_root, tmp_path, monkeypatch):
     config = resolve_config(
         "adrenalmnist3d", "fast", root=str(adrenal_root), out_dir=str(tmp_path), name="real", epochs=1, subset=96
     )
     result = fit(config, progress=False)
     ev = evaluate(result.run_dir / "best.pt", "test")
     assert (ev.result.metrics.auc, ev.result.metrics.acc) == (result.test.metrics.auc, result.test.metrics.acc)
-    defaults = list(Evaluator.__init__.__defaults__)
-    defaults[-1] = str(adrenal_root)
-    monkeypatch.setattr(Evaluator.__init__, "__defaults__", tuple(defaults))
+    official = rescored(result.run_dir, "adrenalmnist3d", adrenal_root, monkeypatch)
+    assert (result.test.metrics.auc, result.test.metrics.acc) == official
     csv = next(result.run_dir.glob("adrenalmnist3d_test_*.csv"))
-    official = Evaluator.parse_and_evaluate(str(csv))
-    assert (result.test.metrics.auc, result.test.metrics.acc) == (official.AUC, official.ACC)
     assert len(csv.read_text().splitlines()) == 298  # every real test volume scored
-    assert json.loads((result.run_dir / "summary.json").read_text())["metrics"]["test"]["auc"] == official.AUC
+    assert json.loads((result.run_dir / "summary.json").read_text())["metrics"]["test"]["auc"] == official[0]
