@@ -66,6 +66,7 @@ class Writer:  # the script logs every step to tensorboard; its cost is not what
     def add_scalar(self, *a, **k): pass
 
 loader = data.DataLoader(train_set, batch_size=32, shuffle=True)
+official.iteration = 0  # the step counter its main() sets as a global before calling train()
 times = []
 for i in range(steps + 1):  # the script's own train() over one batch at a time; the first warms up
     one = list(itertools.islice(iter(loader), 1))
