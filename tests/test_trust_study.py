@@ -129,6 +129,28 @@ def test_a_finished_cell_without_trust_numbers_gets_only_the_trust_steps(trust_r
     assert again.skipped == 1 and again.done == 0
 
 
+def test_an_imported_run_gets_the_trust_steps_where_it_lies(trust_root: Path, tmp_path: Path) -> None:
+    """A run trained outside the study and brought in by `results import` is not trained again:
+    its trust steps run in its own folder."""
+    from medmnist_lab.engine import fit, resolve_config
+
+    config = resolve_config(
+        "breastmnist", "fast", root=str(trust_root), out_dir=str(tmp_path / "runs"), name="mine",
+        epochs=1, width=4, amp=False, augment="none", seed=0,
+    )  # fmt: skip
+    run = fit(config, progress=False).run_dir
+    stamp = (run / "history.jsonl").stat().st_mtime_ns
+    out = tmp_path / "s"
+    assert main(["results", "import", str(run), "-o", str(out)]) == 0
+    spec = trust_spec(trust_root, axes={"augment": ["none"], "seed": [0]})
+    report = run_study(parse_spec(spec, "t.yaml"), out, progress=False, options=ONE_THREAD)
+    assert report.done == 1
+    (row,) = ResultStore(out).rows()
+    assert Path(row.run_dir) == run and "corrupted_be" in row.metrics["test"]
+    assert (run / "history.jsonl").stat().st_mtime_ns == stamp  # not trained again
+    assert (run / "calibration.json").is_file() and not (out / "runs").exists()
+
+
 @pytest.mark.parametrize(
     ("trust", "message"),
     [

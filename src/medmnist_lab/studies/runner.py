@@ -140,11 +140,13 @@ def run_study(
         report = StudyReport(study_dir, len(grid) + sum(s.trials for s in searches))
         todo: list[Cell] = []
         lacking = _lacking_trust(store, spec.trust)
+        finished_dirs: dict[str, str | None] = {}  # done cells needing trust steps -> their run folder
         for cell in grid:
             store.add_cell(cell.hash, cell.config.to_dict(), spec.name)
             status, attempts = store.status(cell.hash) or ("pending", 0)
             if status == "done" and cell.hash in lacking:  # trained: its worker runs the trust steps only
                 todo.append(cell)
+                finished_dirs[cell.hash] = lacking[cell.hash]
             elif status in ("done", "pruned"):
                 report.skipped += 1
             elif status == "failed" and attempts >= max_attempts:
@@ -157,7 +159,9 @@ def run_study(
             report.given_up += s.given_up
         queue = _Queue(todo, searches)
         opts = options or BackendOptions()
-        _run_queue(queue, store, study_dir, backend, opts, keep, max_attempts, report, progress, spec.trust)
+        _run_queue(
+            queue, store, study_dir, backend, opts, keep, max_attempts, report, progress, spec.trust, finished_dirs
+        )
         mine = {c.hash for c in grid} | {h for s in searches for h in s.hashes()}
         report.still_failed = [r.hash for r in store.rows(statuses=["failed"]) if r.hash in mine]
         for s in searches:
@@ -178,6 +182,7 @@ def _run_queue(
     report: StudyReport,
     progress: bool,
     trust: dict[str, Any] | None = None,
+    finished_dirs: dict[str, str | None] | None = None,
 ) -> None:
     first = queue.next()
     if first is None:
@@ -197,7 +202,7 @@ def _run_queue(
     def submit(cell: Cell) -> None:
         store.mark_running(cell.hash)
         running[cell.hash] = cell
-        be.submit(_task(cell, study_dir, keep, queue, trust))
+        be.submit(_task(cell, study_dir, keep, queue, trust, (finished_dirs or {}).get(cell.hash)))
 
     shown: list[tuple[int, ...]] = []
 
@@ -248,14 +253,23 @@ def _run_queue(
         be.close()
 
 
-def _lacking_trust(store: ResultStore, trust: dict[str, Any] | None) -> set[str]:
-    """Done cells whose stored test metrics lack what the spec's trust steps add."""
+def _lacking_trust(store: ResultStore, trust: dict[str, Any] | None) -> dict[str, str | None]:
+    """Done cells whose stored test metrics lack what the spec's trust steps add -> their run folder
+    (which may lie outside the study: runs brought in by `results import`)."""
     if not trust:
-        return set()
-    return {r.hash for r in store.rows(statuses=["done"]) if not has_trust_metrics(r.metrics.get("test", {}), trust)}
+        return {}
+    rows = store.rows(statuses=["done"])
+    return {r.hash: r.run_dir for r in rows if not has_trust_metrics(r.metrics.get("test", {}), trust)}
 
 
-def _task(cell: Cell, study_dir: Path, keep: str, queue: _Queue, trust: dict[str, Any] | None = None) -> CellTask:
+def _task(
+    cell: Cell,
+    study_dir: Path,
+    keep: str,
+    queue: _Queue,
+    trust: dict[str, Any] | None = None,
+    run_dir: str | None = None,
+) -> CellTask:
     curve, after = [], 0
     for s in queue.searches:
         if s.owns(cell.hash):
@@ -269,4 +283,5 @@ def _task(cell: Cell, study_dir: Path, keep: str, queue: _Queue, trust: dict[str
         median_curve=curve,
         prune_after=after,
         trust=trust,
+        run_dir=run_dir,
     )

@@ -43,6 +43,9 @@ class CellTask:
     median_curve: list[float] = field(default_factory=list)
     prune_after: int = 0
     trust: dict[str, Any] | None = None  # the spec's trust steps (studies.trust), run after training
+    # A finished cell's folder as the store records it (a run imported from elsewhere lives outside
+    # the study): its trust steps run there, instead of training the cell again in the study.
+    run_dir: str | None = None
 
 
 @contextlib.contextmanager
@@ -114,6 +117,8 @@ def _run(task: CellTask) -> dict[str, Any]:
 
     config = synthetic.resolve(RunConfig.from_dict(task.config), Path(task.study_dir))
     run_dir = run_path(config, get_dataset(config.dataset, warn_alias=False), str(config.name))
+    if task.run_dir is not None and RunFolder(Path(task.run_dir)).state() is RunState.FINISHED:
+        run_dir = Path(task.run_dir)
     state = RunFolder(run_dir).state()
     if state is RunState.FINISHED:
         try:
