@@ -99,24 +99,7 @@ def confusion(matrix: Sequence[Sequence[int]], names: Sequence[str]) -> Figure:
 def reliability(calibration: dict[str, Any]) -> Figure:
     """Mean confidence vs accuracy per confidence bin, with the bin counts and the ECE."""
     fig, (ax,) = figure(4.6, 4.0)
-    conf, acc, count = calibration["bin_confidence"], calibration["bin_accuracy"], calibration["bin_count"]
-    edges = np.linspace(0, 1, len(count) + 1)
-    centers = (edges[:-1] + edges[1:]) / 2
-    width = edges[1] - edges[0]
-    ax.bar(
-        centers,
-        [a if a is not None else 0 for a in acc],
-        width=width * 0.9,
-        color=PALETTE[0],
-        alpha=0.8,
-        label="accuracy",
-    )
-    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=0.8, label="perfect calibration")
-    shown = [(c, a) for c, a in zip(conf, acc, strict=True) if c is not None]
-    if shown:
-        ax.plot(*zip(*shown, strict=True), "o", color=PALETTE[3], markersize=4, label="mean confidence")
-    ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
-    ax.set_title(f"reliability (test), ECE {calibration['ece']:.3f}")
+    _reliability_axis(ax, calibration, "reliability (test)")
     ax.legend(loc="upper left", fontsize=8)
     return fig
 
