@@ -190,8 +190,10 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(unbalanced_root: Pa
 def test_mixed_precision_comes_from_the_engine_and_is_recorded(unbalanced_root: Path, tmp_path: Path) -> None:
     from medmnist_lab.engine.device import resolve_precision
 
-    cfg = GANConfig("breastmnist", epochs=1, amp=True, root=str(unbalanced_root), out=str(tmp_path / "r"), **TINY)
-    expected = resolve_precision(torch.device("cpu"), True).name
+    cfg = GANConfig(
+        "breastmnist", epochs=1, precision="bf16", root=str(unbalanced_root), out=str(tmp_path / "r"), **TINY
+    )
+    expected = resolve_precision(torch.device("cpu"), None, "bf16").name
     run = _train(cfg)
     assert expected == "bfloat16" and run.summary.precision == expected
     assert load_checkpoint(run.checkpoint)["precision"] == expected
@@ -484,11 +486,57 @@ def test_cli_resume_applies_options_given_with_their_default_value(
 
 
 def test_cli_defaults_are_gan_config_defaults() -> None:
-    from medmnist_lab.cli.gan import AMP_CHOICES, AMP_DEFAULT, CONFIG_DEFAULTS
+    from medmnist_lab.cli.gan import CONFIG_DEFAULTS
 
     defaults = {f.name: f.default for f in dataclasses.fields(GANConfig)}
     assert {k: defaults[k] for k in CONFIG_DEFAULTS} == CONFIG_DEFAULTS
-    assert AMP_CHOICES[AMP_DEFAULT] == defaults["amp"]
+    assert defaults["precision"] == "fp32" and defaults["amp"] is None
+
+
+@pytest.mark.parametrize(
+    ("old_amp", "precision", "amp", "resolved_on_a_cpu_without_bf16"),
+    [(False, "fp32", None, "fp32"), (None, "auto", None, None), (True, "auto", True, "bfloat16")],
+)
+def test_configs_written_with_amp_read_back_as_the_same_precision(
+    old_amp, precision: str, amp, resolved_on_a_cpu_without_bf16
+) -> None:
+    from medmnist_lab.engine.device import resolve_precision
+
+    old = {k: v for k, v in GANConfig("breastmnist").to_dict().items() if k not in ("precision", "amp")}
+    cfg = GANConfig.from_dict({**old, "amp": old_amp})
+    assert (cfg.precision, cfg.amp) == (precision, amp)
+    assert GANConfig.from_dict(cfg.to_dict()) == cfg  # the new layout round-trips unchanged
+    if resolved_on_a_cpu_without_bf16 is not None:  # auto depends on the CPU; the others do not
+        assert resolve_precision(torch.device("cpu"), cfg.amp, cfg.precision).name == resolved_on_a_cpu_without_bf16
+
+
+def test_precision_is_one_of_the_engine_precisions() -> None:
+    with pytest.raises(MedMNISTLabError, match=r"precision must be one of auto, fp32, bf16, fp16, got 'fp8'"):
+        GANConfig("breastmnist", precision="fp8")
+    with pytest.raises(MedMNISTLabError, match="give precision only"):
+        GANConfig("breastmnist", precision="bf16", amp=True)
+
+
+@pytest.mark.parametrize(
+    ("flags", "precision", "amp", "note"),
+    [([], "fp32", None, False), (["--precision", "bf16"], "bf16", None, False), (["--amp", "on"], "auto", True, True)],
+)
+def test_cli_precision_and_the_old_amp(
+    flags: list[str], precision: str, amp, note: bool, unbalanced_root: Path, tmp_path: Path, capsys
+) -> None:
+    args = ["gan", "train", "breastmnist", "--epochs", "1", "--width", "4", "--nz", "8", "--root", str(unbalanced_root)]
+    rc = main([*args, "--out-dir", str(tmp_path), "--name", "r", "--no-progress", *flags])
+    assert rc == 0
+    config = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    assert (config["precision"], config["amp"]) == (precision, amp)
+    assert ("--amp is deprecated" in capsys.readouterr().err) is note
+
+
+def test_cli_amp_and_precision_together_are_refused(unbalanced_root: Path, tmp_path: Path, capsys) -> None:
+    rc = main(["gan", "train", "breastmnist", "--amp", "on", "--precision", "fp32", "--out-dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "give --precision alone" in err[0]
+    assert not (tmp_path / "breastmnist-28px-conditional-seed0").exists()
 
 
 # --- quality ---------------------------------------------------------------------------------

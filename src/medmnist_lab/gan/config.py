@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from medmnist_lab.data.registry import get_dataset
+from medmnist_lab.engine.config import PRECISIONS
 from medmnist_lab.errors import MedMNISTLabError
 from medmnist_lab.gan.modes import LOSSES, GANSpec, make_spec
 from medmnist_lab.records import check_fields
@@ -37,9 +38,11 @@ class GANConfig:
     out: str | None = None
     root: str | None = None
     device: str = "auto"
-    # Mixed precision, resolved by the engine's resolve_precision: False (fp32, the default),
-    # True (bf16, or fp16 with a gradient scaler), None (the engine's "where safe"). See train.py.
-    amp: bool | None = False
+    # Training precision, auto|fp32|bf16|fp16 as for classifiers (the engine's resolve_precision),
+    # but fp32 by default: see train.py. `amp` is its older spelling, kept so that configs written
+    # before `precision` existed read back as the same run (`from_dict`); new configs leave it None.
+    precision: str = "fp32"
+    amp: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "sample_every", "checkpoint_every"):
@@ -50,6 +53,10 @@ class GANConfig:
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise MedMNISTLabError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.precision not in PRECISIONS:
+            raise MedMNISTLabError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.amp is not None and self.precision != "auto":
+            raise MedMNISTLabError(f"give precision only (amp={self.amp!r} is its older spelling: off = fp32)")
         info = get_dataset(self.dataset)
         if info.is_3d:
             raise MedMNISTLabError(
@@ -76,7 +83,14 @@ class GANConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GANConfig:
-        return cls(**check_fields(cls, data, "GAN config"))
+        fields = check_fields(cls, data, "GAN config")
+        if "precision" not in fields and "amp" in fields:
+            # Written before `precision`: amp False (their default) was fp32, None the engine's
+            # choice, True mixed precision even where auto would not use it (kept as amp=True).
+            amp = fields.pop("amp")
+            fields["precision"] = "fp32" if amp is False else "auto"
+            fields["amp"] = True if amp is True else None
+        return cls(**fields)
 
 
 # Fields that may change when a run is resumed (more epochs, another folder, another device);

@@ -279,12 +279,12 @@ def build_gan_session(cfg: GANConfig) -> GANSession:
     """The nets, optimizers and data of `cfg`; a bad data file fails here, before a run folder exists."""
     spec = cfg.spec()
     device = resolve_device(cfg.device)
-    # The engine resolves the precision, as for classifiers, but from cfg.amp, which defaults to
-    # False (fp32) rather than the classifiers' "where safe": mixed precision has not been measured
-    # on these small nets (neither speed nor sample quality), every GAN number in docs/gan.md and
-    # BENCHMARKS.md is fp32, and the adversarial balance of D and G is what a reduced mantissa
-    # could tip. amp=True/None opts in; the checkpoint and summary record the choice.
-    precision = resolve_precision(device, cfg.amp)
+    # The engine resolves the precision, as for classifiers, but cfg.precision defaults to fp32
+    # rather than the classifiers' auto: mixed precision has not been measured on these small nets
+    # (neither speed nor sample quality), every GAN number in docs/gan.md and BENCHMARKS.md is
+    # fp32, and the adversarial balance of D and G is what a reduced mantissa could tip.
+    # auto/bf16/fp16 opt in; the checkpoint and summary record the choice.
+    precision = resolve_precision(device, cfg.amp, cfg.precision)
     data = load_split(spec.dataset, "train", cfg.size, cfg.root)
     counts = torch.bincount(data.labels[:, 0], minlength=spec.n_classes).tolist()
     empty = [spec.class_names[k] for k, n in enumerate(counts) if n == 0]
