@@ -189,6 +189,28 @@ def test_study_root_is_set_root_and_changes_no_hash(capsys, synthetic_root: Path
     assert [c.hash for c in expand(_spec_from_args(bare), tmp_path)] == [c.hash for c in cells["root"]]
 
 
+def test_study_device_is_set_device_for_every_cell(capsys, synthetic_root: Path, tmp_path: Path) -> None:
+    from medmnist_lab.cli.study import _spec_from_args
+    from medmnist_lab.errors import MedMNISTLabError
+    from medmnist_lab.studies.spec import expand
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\nbase: {dataset: breastmnist, epochs: 1, width: 4}\naxes: {seed: [0, 1]}\n")
+    flag, _ = parse(capsys, "study", "run", str(spec), "--device", "cuda:1")
+    sets, _ = parse(capsys, "study", "run", str(spec), "--set", "device=cuda:1")
+    cells = {name: expand(_spec_from_args(a), tmp_path) for name, a in (("flag", flag), ("set", sets))}
+    assert [c.config.device for c in cells["flag"]] == ["cuda:1"] * 2
+    assert [c.hash for c in cells["flag"]] == [c.hash for c in cells["set"]]
+    bare, _ = parse(capsys, "study", "run", str(spec))  # a device is part of a cell's identity
+    assert not {c.hash for c in expand(_spec_from_args(bare), tmp_path)} & {c.hash for c in cells["flag"]}
+    both, _ = parse(capsys, "study", "run", str(spec), "--device", "cpu", "--set", "device=cuda")
+    with pytest.raises(MedMNISTLabError, match="give one of them"):
+        _spec_from_args(both)
+    with pytest.raises(SystemExit):
+        parse(capsys, "study", "run", str(spec), "--device", "gpu")
+    assert "'gpu' is not a device; valid: auto, cpu, cuda, cuda:N, mps" in capsys.readouterr().err
+
+
 # --- outputs: missing folders are made when the file is written --------------------------------
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -27,6 +28,14 @@ def _format_seconds(s: float) -> str:
     return f"{s / 3600:.1f}h"
 
 
+def _device_name(text: str) -> str:
+    """A device name the engine knows (checked here, not in each cell: a typo would fail every cell);
+    whether that device exists is each worker's to say, since a Ray cluster's may differ from ours."""
+    if text in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", text):
+        return text
+    raise argparse.ArgumentTypeError(f"'{text}' is not a device; valid: auto, cpu, cuda, cuda:N, mps")
+
+
 def _spec_from_args(args: argparse.Namespace):
     from medmnist_lab.studies.spec import apply_overrides, load_spec, parse_set
 
@@ -36,9 +45,14 @@ def _spec_from_args(args: argparse.Namespace):
 
             raise MedMNISTLabError("--root and --set root=... both set the data folder; give one of them")
         args.set = [*(args.set or []), f"root={json.dumps(str(args.root))}"]  # quoted: read as YAML
+    if args.device is not None and any(s.partition("=")[0].strip() == "device" for s in args.set or []):
+        from medmnist_lab.errors import MedMNISTLabError
+
+        raise MedMNISTLabError("--device and --set device=... both set the device; give one of them")
     spec = load_spec(args.spec)
     # --precision replaces whatever precision the spec chose, including its older spelling `amp`
     sets = [*(args.set or []), *([f"precision={args.precision}", "amp=null"] if args.precision else [])]
+    sets += [f"device={json.dumps(args.device)}"] if args.device else []  # quoted: `cuda:0` stays a string
     return apply_overrides(spec, parse_set(sets), args.datasets, args.seeds, args.trials)
 
 
@@ -186,6 +200,7 @@ examples:
   medmnist-lab study list
   medmnist-lab study run resnet18-vs-50 --datasets breastmnist --seeds 0 1 2
   medmnist-lab study run augment --datasets retinamnist --set epochs=30 --workers 2 --dry-run
+  medmnist-lab study run resolution --datasets breastmnist --device cuda --workers 2
   medmnist-lab study run my_spec.yaml --backend ray --address auto --out-dir /shared/studies/mine
   medmnist-lab results table studies/resnet18-vs-50 --baseline model=resnet18
 """
@@ -224,6 +239,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-attempts", type=positive_int, default=3, help="attempts per cell before giving up")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_precision(p, training=True)
+    p.add_argument(
+        "--device",
+        type=_device_name,
+        default=None,
+        help="auto, cpu, cuda, cuda:N or mps for every cell (as --set device=...: part of each cell's identity, "
+        "since results differ by device; default: the spec's, else auto)",
+    )
     p.add_argument("--report", action="store_true", help="write or refresh STUDY/report/ (HTML) when the study ends")
     add_root(p)
     p.set_defaults(func=cmd_run)
