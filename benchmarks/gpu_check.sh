@@ -9,20 +9,27 @@
 #   4. volumes.json      3D: AdrenalMNIST3D, the official protocol (full-width ResNet-18, batch 32) with
 #                        2.5d/3d/acs for 2 epochs each at 28^3 and acs at 64^3 (s/epoch, peak memory; x50 =
 #                        the 100-epoch protocol), and `--recipe fast` 3D (acs) end to end, seeds 0 1 2
-#   5. env.txt, log.txt  GPU, driver, torch; what ran and how long
+#   5. official.json     the official 2D script itself (train_and_eval_pytorch.py, unchanged), ResNet-18 at
+#                        28 px, 100 epochs, 3 runs each on RetinaMNIST and BreastMNIST, three at a time: the
+#                        script's own spread (it fixes no seed), the yardstick BENCHMARKS.md compares with
+#   env.txt, log.txt     GPU, driver, torch; what ran and how long
 #
 # Before the call, here: copy the real files and the two wheels the GPU image lacks into ignored folders
 #   mkdir -p gpu_data gpu_wheels && cp ../shared/data/medmnist/{breastmnist,retinamnist,adrenalmnist3d,adrenalmnist3d_64}.npz gpu_data/
 #   .venv/bin/pip download --no-deps -d gpu_wheels ACSConv
 #   .venv/bin/pip download --no-deps -d gpu_wheels medmnist fire
-# and carry them: run(command="bash benchmarks/gpu_check.sh", carry=["gpu_data", "gpu_wheels"], timeout_s=540).
+#   .venv/bin/pip download --no-deps -d gpu_wheels tensorboardX          # part 5 only
+#   mkdir -p gpu_peers && cp EXPERIMENTS/MedMNIST2D/{train_and_eval_pytorch.py,models.py} gpu_peers/   # part 5 only
+# (EXPERIMENTS: a checkout of github.com/MedMNIST/experiments; the script is run, never committed here)
+# and carry them: run(command="bash benchmarks/gpu_check.sh", carry=["gpu_data", "gpu_wheels"], timeout_s=540),
+# adding "gpu_peers" for PARTS=5.
 # A CPU rehearsal with tiny settings: TINY=1 OUT=/tmp/gpu_check bash benchmarks/gpu_check.sh (on a 2-core
 # CPU its 64^3 run exceeds the 240 s limit, scoring 1,584 volumes of 64^3, and is reported as failed)
 set -uo pipefail
 OUT=${OUT:-bench_out/gpu_check}
 mkdir -p "$OUT"
 TINY=${TINY:-0}
-PARTS=" ${PARTS:-1 2 3 4} "
+PARTS=" ${PARTS:-1 2 3 4} "  # 5 only when asked: PARTS=5
 part() { [[ "$PARTS" == *" $1 "* ]]; }
 PY=${PYTHON:-python3}
 LOG="$OUT/log.txt"
@@ -116,6 +123,39 @@ for f in sorted(pathlib.Path(sys.argv[1]).glob("*/*/*/summary.json")):
                  "test_acc": s["metrics"]["test"]["acc"], "wall_s": s["wall_seconds"],
                  "s_per_epoch": [round(h["seconds"], 2) for h in hist],
                  "device": s["device"], "precision": s["precision"]})
+print(json.dumps(rows, indent=2))
+PYEOF
+fi
+if part 5; then
+say "5. the official 2D script, 100 epochs, 3 runs each on retinamnist and breastmnist"
+if ! $PY -c "import tensorboardX" 2>/dev/null; then
+  $PY -m pip install -q --no-index --find-links gpu_wheels --no-deps tensorboardX >> "$LOG" 2>&1
+fi
+official=$(mktemp -d)
+# The script reads ~/.medmnist (medmnist's default root) and cannot be pointed elsewhere.
+mkdir -p ~/.medmnist && cp -n "$MEDMNIST_ROOT"/{retinamnist,breastmnist}.npz ~/.medmnist/
+if [ "$TINY" = 1 ]; then epochs=1; gpu=-1; runs="1"; else epochs=100; gpu=0; runs="1 2 3"; fi
+for ds in retinamnist breastmnist; do
+  for r in $runs; do
+    ( start=$(date +%s.%N)
+      cd gpu_peers && timeout 280 $PY train_and_eval_pytorch.py --data_flag "$ds" --output_root "$official/$ds-run$r" \
+        --num_epochs "$epochs" --size 28 --model_flag resnet18 --run peer --gpu_ids="$gpu" > "$official/$ds-run$r.log" 2>&1 \
+        || echo "failed (exit $?)" >> "$official/$ds-run$r.log"
+      echo "$(echo "$(date +%s.%N) - $start" | bc)" > "$official/$ds-run$r.seconds" ) &
+  done
+  wait  # three runs of one dataset at a time share the GPU
+  say "official script $ds: $(cat "$official"/$ds-run*.seconds | tr '\n' ' ')s"
+done
+$PY - "$official" > "$OUT/official.json" <<'PYEOF'
+import json, pathlib, re, sys
+rows = []
+for log in sorted(pathlib.Path(sys.argv[1]).glob("*-run*/*/*/*_log.txt")):
+    run = log.parents[2].name
+    text = log.read_text()
+    test = re.findall(r"test  auc: ([0-9.]+)  acc: ([0-9.]+)", text)[-1]
+    seconds = (log.parents[3] / f"{run}.seconds").read_text().strip()
+    rows.append({"run": run, "dataset": run.rsplit("-", 1)[0], "test_auc": float(test[0]), "test_acc": float(test[1]),
+                 "wall_s": float(seconds)})
 print(json.dumps(rows, indent=2))
 PYEOF
 fi
