@@ -89,3 +89,31 @@ def test_step_benchmarks_run_the_engine_step_on_tiny_settings():
     assert list(table) == ["none", "mixup", "trivialaugment"] and table["none"][1] == "1.000"
     out = _run("epoch_projection.py", "--device", "cpu", "--fraction", "0.02", "--datasets", "breastmnist")
     assert "breastmnist     n=     10" in out and "all 1 datasets" in out
+
+
+def _robustness_run(folder: Path, augment: str, seed: int, be: dict[int, float]) -> None:
+    """A run folder with a config.yaml and a robustness record: two corruptions, BE `be[s]` +/- 0.01."""
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(f"dataset: breastmnist\naugment: {augment}\nseed: {seed}\n")
+    cells = [
+        {"corruption": c, "severity": s, "balanced_error": be[s] + d, "ece": 0.1 * s, "coverage": 0.9 - 0.02 * s + d,
+         "set_size": 1.1}
+        for s in be for c, d in (("blur", -0.01), ("noise", 0.01))
+    ]  # fmt: skip
+    record = {"clean": {"balanced_error": be[1] / 2, "ece": 0.05, "coverage": 0.9, "set_size": 1.1}, "cells": cells}
+    (folder / "robustness_best_test.json").write_text(json.dumps(record))
+
+
+def test_robustness_shift_script_pairs_seeds_and_averages_corruptions(tmp_path):
+    for seed, shift in ((0, 0.0), (1, 0.02)):
+        _robustness_run(tmp_path / f"none-{seed}", "none", seed, {1: 0.30 + shift, 5: 0.40 + shift})
+        _robustness_run(tmp_path / f"mc-{seed}", "medmnist-c", seed, {1: 0.20 + shift, 5: 0.30 + shift})
+    out = _run("robustness_shift.py", str(tmp_path), "--severities", "1", "5")
+    be, shift = out.split("under shift")
+    rows = _table(be)
+    assert rows["none"] == ["0.155 ± 0.007", "0.310 ± 0.014", "0.410 ± 0.014"]
+    # the same offset per seed in both groups: the paired difference is exact, its interval has no width
+    assert rows["medmnist-c"][1] == "0.210 ± 0.014 (Δ -0.100 [-0.100, -0.100])"
+    cov = next(line for line in shift.splitlines() if "coverage / worst" in line)
+    # coverage 0.88 at severity 1 (0.87 and 0.89 for the two corruptions: the worst is 0.87), 0.80 at 5
+    assert "0.880 ± 0.000 / 0.870" in cov and "0.800 ± 0.000 / 0.790" in cov
