@@ -40,6 +40,7 @@ from medmnist_lab.metrics.reliability import (
     brier,
     calibration_scores,
     classwise_ece,
+    degenerate_fit,
     ece_equal_mass,
     fit_scaling,
     nll,
@@ -138,6 +139,26 @@ def test_scaling_round_trips_through_its_record() -> None:
     assert Scaling("temperature", (0.5,), (0.0,)).to_dict() == {"method": "temperature", "temperature": [2.0]}
     with pytest.raises(MedMNISTLabError, match="unknown calibration method 'platt'; choose one of: temperature"):
         fit_scaling(np.zeros((4, 2)), np.array([0, 1, 0, 1]), "binary-class", "platt")
+
+
+def test_a_runaway_fit_is_named_in_words() -> None:
+    rng = np.random.default_rng(0)
+    noise, y = rng.normal(size=(200, 2)) * 3, rng.integers(0, 2, size=(200, 1))  # logits unrelated to labels
+    flat = fit_scaling(noise, y, "multi-class", "temperature")
+    (warning,) = degenerate_fit(flat)
+    assert flat.temperature[0] > 20 and "nearly uniform" in warning and f"{flat.temperature[0]:.3g}" in warning
+    reversed_ = fit_scaling(noise, y, "multi-class", "vector")
+    warnings_ = degenerate_fit(reversed_, ["benign", "malignant"])
+    assert warnings_ and all("not positive" in w and "use temperature" in w for w in warnings_)
+    assert any("benign" in w or "malignant" in w for w in warnings_)
+    assert (
+        degenerate_fit(Scaling("temperature", (1 / 100,), (0.0,)))
+        and "pushed to 0 and 1" in degenerate_fit(Scaling("temperature", (100.0,), (0.0,)))[0]
+    )
+    informative = rng.normal(size=(2000, 2)) * 2
+    labels = (rng.random(2000) < 1 / (1 + np.exp(-(informative[:, 1] - informative[:, 0]) / 1.5))).astype(int)
+    assert degenerate_fit(fit_scaling(informative, labels[:, None], "multi-class", "temperature")) == []
+    assert degenerate_fit(fit_scaling(informative, labels[:, None], "multi-class", "vector")) == []
 
 
 # --- measures ----------------------------------------------------------------------------------

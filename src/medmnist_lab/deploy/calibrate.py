@@ -42,7 +42,13 @@ from medmnist_lab.metrics.conformal import (
     coverage_report,
 )
 from medmnist_lab.metrics.official import MULTI_LABEL, scores_from_logits
-from medmnist_lab.metrics.reliability import SCORE_NAMES, calibration_scores, check_method, fit_scaling
+from medmnist_lab.metrics.reliability import (
+    SCORE_NAMES,
+    calibration_scores,
+    check_method,
+    degenerate_fit,
+    fit_scaling,
+)
 from medmnist_lab.outputs import OutputError, atomic_path, check_output_file
 
 __all__ = [
@@ -148,7 +154,7 @@ def calibrate(
     probs = {s: {"before": scores_from_logits(got.logits[s], task), "after": scaling.probabilities(got.logits[s], task)}
              for s in REPORT_SPLITS}  # fmt: skip
     scores = {s: {k: calibration_scores(p, got.labels[s], task) for k, p in probs[s].items()} for s in REPORT_SPLITS}
-    warnings = _worse(scores, method)
+    warnings = degenerate_fit(scaling, got.label_names) + _worse(scores, method)
     conformal_record = None
     if conformal is not None:
         sets = conformal_sets(

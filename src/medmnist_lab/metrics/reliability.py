@@ -28,6 +28,7 @@ used in the tests as a cross-check) has no vector scaling and no per-label tempe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,10 @@ from medmnist_lab.metrics.extra import ECE_BINS, calibration, single_label_predi
 from medmnist_lab.metrics.official import MULTI_LABEL, check_task, scores_from_logits
 
 METHODS: tuple[str, ...] = ("temperature", "vector")
+# Temperatures outside this range are fits that say more about the validation split than about the
+# model: T above it flattens every probability towards uniform (the val logits carry no signal a
+# temperature can keep), T below it pushes them to 0/1 (val is separated; the NLL fit runs away).
+SANE_TEMPERATURE = (0.05, 20.0)
 EPS = 1e-12  # probabilities are clipped to [EPS, 1 - EPS] for the log
 
 
@@ -237,3 +242,36 @@ def fit_scaling(logits: torch.Tensor | np.ndarray, y_true: np.ndarray, task: str
         beta = log_beta.detach().exp().tolist()
         return Scaling("temperature", tuple(beta), tuple(0.0 for _ in beta))
     return Scaling("vector", tuple(weight.detach().tolist()), tuple(bias.detach().tolist()))
+
+
+def degenerate_fit(scaling: Scaling, label_names: Sequence[str] | None = None) -> list[str]:
+    """Plain-words warnings for a fitted scaling that no longer describes the model: a temperature
+    outside SANE_TEMPERATURE, or a vector-scaling weight <= 0 (it reverses that column's ranking)."""
+    out = []
+    names = list(label_names or [])
+
+    def name(k: int) -> str:
+        return names[k] if k < len(names) and len(scaling.weight) > 1 else f"column {k}"
+
+    lo, hi = SANE_TEMPERATURE
+    if scaling.method == "temperature":
+        for k, t in enumerate(scaling.temperature):
+            where = "" if len(scaling.temperature) == 1 else f" ({name(k)})"
+            if t > hi:
+                out.append(
+                    f"the fitted temperature{where} is {t:.3g}, above {hi:g}: the scaled probabilities are nearly "
+                    "uniform, because the validation logits carry almost no signal a temperature can keep"
+                )
+            elif t < lo:
+                out.append(
+                    f"the fitted temperature{where} is {t:.3g}, below {lo:g}: the scaled probabilities are pushed "
+                    "to 0 and 1, because the validation split is (nearly) separated and the fit runs away"
+                )
+    else:
+        for k, w in enumerate(scaling.weight):
+            if w <= 0:
+                out.append(
+                    f"vector scaling's weight for {name(k)} is {w:.3g} (not positive): it reverses the ranking "
+                    "of that logit, so the validation split carries no usable signal for it; use temperature"
+                )
+    return out
