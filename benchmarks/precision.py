@@ -34,6 +34,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--reps", type=int, default=4)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--width", type=int, default=None, help="model width (default: the model's; tests use a tiny one)")
     args = p.parse_args()
     tmp = tempfile.TemporaryDirectory()
     sessions: dict[str, Session] = {}
@@ -42,6 +43,7 @@ def main() -> None:
         s = synthetic_session(
             Path(tmp.name), "retinamnist", args.size, args.batch_size, model=args.model,
             batch_size=args.batch_size, device=args.device, precision=precision, channels_last=cl,
+            **({} if args.width is None else {"width": args.width}),
         )  # fmt: skip
         s.step_model.train()
         sessions[name], batches[name] = s, next(endless_batches(s))

@@ -81,7 +81,7 @@ def test_step_benchmarks_run_the_engine_step_on_tiny_settings():
                         "--steps", "1", "--warmup", "1", "--reps", "1", "--precision", "fp32"))  # fmt: skip
     (row,) = table.values()
     assert row[:2] == ["28", "off"] and float(row[2]) > 0 and float(row[3]) > 0
-    table = _table(_run("precision.py", "--size", "28", "--batch-size", "8", "--reps", "1"))
+    table = _table(_run("precision.py", "--size", "28", "--batch-size", "8", "--reps", "1", "--width", "8"))
     assert list(table) == ["fp32", "fp32+channels_last", "bf16", "bf16+channels_last"]
     assert table["fp32"][2] == "1.00x"
     table = _table(_run("augment_cost.py", "--steps", "1", "--warmup", "0", "--batch-size", "8",

@@ -141,7 +141,14 @@ def rescored(run_dir: Path, flag: str, root: Path, monkeypatch) -> tuple[float, 
 @pytest.mark.slow
 def test_real_adrenalmnist3d_scores_equal_the_official_evaluator(adrenal_root, tmp_path, monkeypatch):
     config = resolve_config(
-        "adrenalmnist3d", "fast", root=str(adrenal_root), out_dir=str(tmp_path), name="real", epochs=1, subset=96
+        "adrenalmnist3d",
+        "fast",
+        root=str(adrenal_root),
+        out_dir=str(tmp_path),
+        name="real",
+        epochs=1,
+        subset=96,
+        width=4,
     )
     result = fit(config, progress=False)
     ev = evaluate(result.run_dir / "best.pt", "test")
