@@ -294,6 +294,10 @@ def test_delong_missing_data_file_is_reported(binary_runs: tuple[list[ResultRow]
     notes = [c.note for c in data.groups[1].comparison.delong]
     assert len(notes) == 3  # one per seed pair, each with its note
     assert all(n is not None and "labels unavailable" in n and "not found" in n for n in notes)
+    # the table says the one reason once, not once per seed
+    text = build_table(rows, ["model"], baseline=("model", "resnet18"), data_root=tmp_path / "empty")
+    row = next(line for line in text.splitlines() if line.startswith("| resnet50"))
+    assert row.count("labels unavailable") == 1 and "not run (labels unavailable" in row and "seed 0" not in row
 
 
 def test_delong_can_be_switched_off(binary_runs: tuple[list[ResultRow], np.ndarray]) -> None:

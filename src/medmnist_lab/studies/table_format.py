@@ -50,6 +50,9 @@ def _diff_cell(d: PairedDiff) -> str:
 def _delong_text(comp: Comparison, alpha: float) -> str:
     if comp.delong is None:
         return comp.delong_note or ""
+    notes = {cell.note for cell in comp.delong if cell.result is None}
+    if len(notes) == 1 and all(cell.result is None for cell in comp.delong):
+        return f"not run ({notes.pop()})"  # one reason for every seed (e.g. no dataset file): said once
     parts, n_sig, n_ok = [], 0, 0
     for cell in comp.delong:
         if cell.result is None:
