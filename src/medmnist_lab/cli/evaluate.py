@@ -31,6 +31,17 @@ def check_not_exported(checkpoint: Path) -> None:
         )
 
 
+def scoring_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options every scoring path takes (one checkpoint, an ensemble, under corruptions), read once."""
+    return {
+        "root": args.root,
+        "device": args.device,
+        "precision": args.precision,
+        "tta": args.tta,
+        "use_calibration": not args.uncalibrated,
+    }
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from medmnist_lab.errors import MedMNISTLabError
 
@@ -60,13 +71,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate(
         checkpoint,
         args.split,
-        root=args.root,
-        device=args.device,
         dataset=args.dataset,
         size=args.size,
-        precision=args.precision,
-        tta=args.tta,
-        use_calibration=not args.uncalibrated,
+        **scoring_options(args),
     )
     out = save_eval(result)
     say_calibration(args, result)
@@ -112,12 +119,8 @@ def cmd_corruptions(args: argparse.Namespace) -> int:
         split=args.split,
         seed=args.seed or 0,
         baseline=args.baseline,
-        root=args.root,
-        device=args.device,
-        precision=args.precision,
-        tta=args.tta,
-        use_calibration=not args.uncalibrated,
         progress=not args.json,
+        **scoring_options(args),
     )
     out = save_robustness(result)
     for m in (result.model, result.baseline):
@@ -215,13 +218,9 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     result = evaluate_ensemble(
         args.checkpoint,
         args.split,
-        root=args.root,
-        device=args.device,
         dataset=args.dataset,
         size=args.size,
-        precision=args.precision,
-        tta=args.tta,
-        use_calibration=not args.uncalibrated,
+        **scoring_options(args),
     )
     for m in result.members:
         say_calibration(args, m)
