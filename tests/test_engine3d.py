@@ -158,3 +158,18 @@ def test_real_adrenalmnist3d_scores_equal_the_official_evaluator(adrenal_root, t
     csv = next(result.run_dir.glob("adrenalmnist3d_test_*.csv"))
     assert len(csv.read_text().splitlines()) == 298  # every real test volume scored
     assert json.loads((result.run_dir / "summary.json").read_text())["metrics"]["test"]["auc"] == official[0]
+
+
+def test_auto_precision_trains_volumes_in_fp32_on_a_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 training of the converted ResNets turned their weights NaN in the first epoch on a
+    bf16 CPU (real AdrenalMNIST3D, `fast`): auto keeps volumes in fp32 there; an explicit bf16 wins."""
+    from medmnist_lab.engine import device as dev
+
+    monkeypatch.setattr(dev, "cpu_has_bf16", lambda: True)  # as on an AMD EPYC with avx512_bf16
+    cpu = torch.device("cpu")
+    assert dev.resolve_precision(cpu, None, "auto").name == "bfloat16"  # 2D: unchanged
+    assert dev.resolve_precision(cpu, None, "auto", volumes=True).name == "fp32"
+    assert dev.resolve_precision(cpu, None, "bf16", volumes=True).name == "bfloat16"
+    assert dev.resolve_precision(cpu, True, "auto", volumes=True).name == "bfloat16"  # --amp on asks for it
+    config = resolve_config("adrenalmnist3d", "fast", conv="acs")
+    assert dev.scoring_precision(cpu, "auto", config).name == "fp32"

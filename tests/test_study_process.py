@@ -92,7 +92,15 @@ class Started:
         self.stdout, self.stderr = logs / "stdout.txt", logs / "stderr.txt"
         with open(self.stdout, "w") as o, open(self.stderr, "w") as e:
             self.proc = subprocess.Popen(
-                command(spec, out, *args), env=tagged_env(self.tag, **env), stdout=o, stderr=e, start_new_session=True
+                command(spec, out, *args),
+                env=tagged_env(self.tag, **env),
+                stdout=o,
+                stderr=e,
+                start_new_session=True,
+                # Ctrl-C's default action, whatever this test inherited: a shell without job control
+                # starts `cmd &` with SIGINT ignored, a disposition every child would keep (and Python
+                # then installs no KeyboardInterrupt handler).
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
             )
 
     def output(self) -> str:

@@ -69,8 +69,8 @@ def add_precision(parser: argparse.ArgumentParser, *, training: bool) -> None:
             "--precision",
             choices=PRECISION_CHOICES,
             default=None,
-            help="training precision; auto = bf16 on CUDA and on CPUs with avx512_bf16/AMX, else fp32 "
-            "(default: the recipe's, auto); the final scores are always computed in fp32",
+            help="training precision; auto = bf16 on CUDA and on CPUs with avx512_bf16/AMX (volumes on a "
+            "CPU: fp32), else fp32 (default: the recipe's, auto); the final scores are always computed in fp32",
         )
     else:
         parser.add_argument(

@@ -75,10 +75,14 @@ FP32 = Precision(None, False)
 SCORE_PRECISION = "fp32"
 
 
-def resolve_precision(device: torch.device, amp: bool | None = None, precision: str = "auto") -> Precision:
+def resolve_precision(
+    device: torch.device, amp: bool | None = None, precision: str = "auto", volumes: bool = False
+) -> Precision:
     """The autocast dtype for `precision` (auto|fp32|bf16|fp16) on `device`. `amp` is the older
     switch (None: auto, False: fp32, True: mixed precision even where auto would not use it);
-    an explicit `precision` wins over it."""
+    an explicit `precision` wins over it. `volumes`: a 3D model; auto trains those in fp32 on a
+    CPU, because bf16 training of the ACS/3D ResNets there turned the weights NaN in the first
+    epoch (real AdrenalMNIST3D, `fast`, AMD EPYC with avx512_bf16, torch 2.14.1)."""
     if precision not in PRECISIONS:
         raise MedMNISTLabError(f"unknown precision '{precision}'; choose one of: {', '.join(PRECISIONS)}")
     if precision == "fp32" or (precision == "auto" and amp is False):
@@ -95,6 +99,8 @@ def resolve_precision(device: torch.device, amp: bool | None = None, precision: 
         if torch.cuda.is_bf16_supported():
             return Precision(torch.bfloat16, False)
         return Precision(torch.float16, True)
+    if device.type == "cpu" and volumes and not amp:
+        return FP32
     if device.type == "cpu" and (amp or cpu_has_bf16()):
         return Precision(torch.bfloat16, False)
     if device.type == "mps" and amp:
@@ -106,7 +112,12 @@ def scoring_precision(device: torch.device, requested: str, config: object) -> P
     """The precision to score in: `requested` (fp32 by default), or with "auto" the run's own
     training rule (`config.amp`, `config.precision`)."""
     if requested == "auto":
-        return resolve_precision(device, getattr(config, "amp", None), getattr(config, "precision", "auto"))
+        return resolve_precision(
+            device,
+            getattr(config, "amp", None),
+            getattr(config, "precision", "auto"),
+            volumes=getattr(config, "conv", None) is not None,
+        )
     return resolve_precision(device, None, requested)
 
 

@@ -173,7 +173,7 @@ class Session:
 
 def build_session(config: RunConfig, info: DatasetInfo) -> Session:
     device = resolve_device(config.device)
-    precision = resolve_precision(device, config.amp, config.precision)
+    precision = resolve_precision(device, config.amp, config.precision, volumes=config.conv is not None)
     channels_last = device.type == "cuda" if config.channels_last is None else config.channels_last
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -390,7 +390,7 @@ def _fit_claimed(
             )
             raise TrainingError(
                 f"the training loss became {train_loss} in epoch {epoch}; stopped: {kept}; "
-                "try a lower --lr or --amp off"
+                "try a lower --lr or --precision fp32"
             )
         train_seconds = time.perf_counter() - t0
         val = s.score(s.val).metrics

@@ -83,7 +83,7 @@ def speed_key(config: Any, threads: int) -> str:
         "size": config.size,
         "channels": 3 if config.as_rgb else info.n_channels,
         "classes": info.n_classes,
-        "precision": resolve_precision(device, config.amp, config.precision).name,
+        "precision": resolve_precision(device, config.amp, config.precision, volumes=config.conv is not None).name,
         "batch": config.batch_size,
         "augment": config.augment,
         "ema": config.ema > 0,
