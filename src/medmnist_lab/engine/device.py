@@ -108,16 +108,22 @@ def resolve_precision(
     return FP32
 
 
+def training_precision(device: torch.device, config: object) -> Precision:
+    """A run's training precision on `device`: its config's `amp` and `precision`, volumes (a
+    `conv` set) by their own rule; the one place training, dry-run estimates and scoring-auto read it."""
+    return resolve_precision(
+        device,
+        getattr(config, "amp", None),
+        getattr(config, "precision", "auto"),
+        volumes=getattr(config, "conv", None) is not None,
+    )
+
+
 def scoring_precision(device: torch.device, requested: str, config: object) -> Precision:
     """The precision to score in: `requested` (fp32 by default), or with "auto" the run's own
-    training rule (`config.amp`, `config.precision`)."""
+    training rule (`training_precision`)."""
     if requested == "auto":
-        return resolve_precision(
-            device,
-            getattr(config, "amp", None),
-            getattr(config, "precision", "auto"),
-            volumes=getattr(config, "conv", None) is not None,
-        )
+        return training_precision(device, config)
     return resolve_precision(device, None, requested)
 
 

@@ -30,6 +30,7 @@ from medmnist_lab.engine.device import (
     resolve_device,
     resolve_precision,
     to_channels_last,
+    training_precision,
 )
 from medmnist_lab.engine.ema import EMA
 from medmnist_lab.engine.inference import SplitResult, check_eval_memory, predict, score_split
@@ -173,7 +174,7 @@ class Session:
 
 def build_session(config: RunConfig, info: DatasetInfo) -> Session:
     device = resolve_device(config.device)
-    precision = resolve_precision(device, config.amp, config.precision, volumes=config.conv is not None)
+    precision = training_precision(device, config)
     channels_last = device.type == "cuda" if config.channels_last is None else config.channels_last
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True

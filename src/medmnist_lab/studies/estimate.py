@@ -66,7 +66,7 @@ def speed_key(config: Any, threads: int) -> str:
     import torch
 
     from medmnist_lab.data.registry import get_dataset
-    from medmnist_lab.engine.device import cpu_name, resolve_device, resolve_precision
+    from medmnist_lab.engine.device import cpu_name, resolve_device, training_precision
     from medmnist_lab.models.resnet import default_stem
 
     info = get_dataset(config.dataset, warn_alias=False)
@@ -83,7 +83,7 @@ def speed_key(config: Any, threads: int) -> str:
         "size": config.size,
         "channels": 3 if config.as_rgb else info.n_channels,
         "classes": info.n_classes,
-        "precision": resolve_precision(device, config.amp, config.precision, volumes=config.conv is not None).name,
+        "precision": training_precision(device, config).name,
         "batch": config.batch_size,
         "augment": config.augment,
         "ema": config.ema > 0,
