@@ -266,6 +266,7 @@ CASES: list[tuple[str, list[str], str, str | None]] = [
         None,
     ),
     ("study-seeds", ["study", "run", "{ws}/spec.yaml", "--seeds", "-1", "--dry-run", *STUDY_OUT], "-1", None),
+    ("study-sizes", ["study", "run", "{ws}/spec.yaml", "--sizes", "100", "--dry-run", *STUDY_OUT], "size 100", None),
     ("study-root-missing-data", ["study", "run", "{ws}/spec.yaml", "--root", "{ws}/adir", *STUDY_OUT], "adir", None),
     (
         "study-root-and-set-root",

@@ -86,6 +86,22 @@ def test_overrides_replace_axes():
         parse_set(["epochs"])
 
 
+def test_sizes_override_lets_the_resolution_study_run_on_a_volume_dataset(tmp_path):
+    # the resolution study's size axis (28..224) is for 2D files; a 3D dataset has 28 and 64 only
+    spec = apply_overrides(load_spec("resolution"), datasets=["adrenalmnist3d"])
+    with pytest.raises(MedMNISTLabError, match=r"size 128 is not available.*--sizes replaces the size axis"):
+        expand(spec, tmp_path)
+    spec = apply_overrides(load_spec("resolution"), datasets=["adrenalmnist3d"], seeds=[0], sizes=[28, 64])
+    cells = expand(spec, tmp_path)
+    assert sorted((c.config.size, c.config.model) for c in cells) == [
+        (28, "resnet18"),
+        (28, "resnet50"),
+        (64, "resnet18"),
+        (64, "resnet50"),
+    ]
+    assert all(c.config.conv == "acs" for c in cells)  # `fast` on a volume dataset: ACS, as in `train`
+
+
 def expand_points(spec):
     from medmnist_lab.studies.spec import grid_points
 

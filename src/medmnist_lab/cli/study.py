@@ -53,7 +53,7 @@ def _spec_from_args(args: argparse.Namespace):
     # --precision replaces whatever precision the spec chose, including its older spelling `amp`
     sets = [*(args.set or []), *([f"precision={args.precision}", "amp=null"] if args.precision else [])]
     sets += [f"device={json.dumps(args.device)}"] if args.device else []  # quoted: `cuda:0` stays a string
-    return apply_overrides(spec, parse_set(sets), args.datasets, args.seeds, args.trials)
+    return apply_overrides(spec, parse_set(sets), args.datasets, args.seeds, args.trials, args.sizes)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -201,6 +201,7 @@ examples:
   medmnist-lab study run resnet18-vs-50 --datasets breastmnist --seeds 0 1 2
   medmnist-lab study run augment --datasets retinamnist --set epochs=30 --workers 2 --dry-run
   medmnist-lab study run resolution --datasets breastmnist --device cuda --workers 2
+  medmnist-lab study run resolution --datasets adrenalmnist3d --sizes 28 64 --device cuda
   medmnist-lab study run my_spec.yaml --backend ray --address auto --out-dir /shared/studies/mine
   medmnist-lab results table studies/resnet18-vs-50 --baseline model=resnet18
 """
@@ -224,6 +225,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--datasets", nargs="+", default=None, metavar="FLAG", help="replace the dataset axis")
     p.add_argument("--seeds", nargs="+", type=seed_int, default=None, metavar="N", help="replace the seed axis")
+    p.add_argument(
+        "--sizes", nargs="+", type=positive_int, default=None, metavar="PX", help="replace the size axis (e.g. 28 64)"
+    )
     p.add_argument("--trials", type=positive_int, default=None, help="trials per search (specs with range axes)")
     p.add_argument(
         "--set",

@@ -251,9 +251,11 @@ def apply_overrides(
     datasets: Sequence[str] | None = None,
     seeds: Sequence[int] | None = None,
     trials: int | None = None,
+    sizes: Sequence[int] | None = None,
 ) -> StudySpec:
-    """`--set` fixes a field for every cell (it replaces that axis); `--datasets`/`--seeds` replace
-    the dataset/seed axes."""
+    """`--set` fixes a field for every cell (it replaces that axis); `--datasets`/`--seeds`/`--sizes`
+    replace the dataset/seed/size axes (e.g. the resolution study on a 3D dataset, which has 28 and 64
+    only)."""
     base, axes = dict(spec.base), dict(spec.axes)
     ranges = list(spec.ranges)
     for key, value in (sets or {}).items():
@@ -263,9 +265,10 @@ def apply_overrides(
     if datasets:
         axes["dataset"] = list(datasets)
         base.pop("dataset", None)
-    if seeds is not None and len(seeds):
-        axes["seed"] = list(seeds)
-        base.pop("seed", None)
+    for field, values in (("seed", seeds), ("size", sizes)):
+        if values is not None and len(values):
+            axes[field] = list(values)
+            base.pop(field, None)
     if trials is not None and not ranges:  # said, not ignored: a grid has no trials to count
         raise MedMNISTLabError(f"--trials {trials} applies to searches (specs with range axes); {spec.name} is a grid")
     return dataclasses.replace(
@@ -300,7 +303,9 @@ def build_config(spec: StudySpec, point: dict[str, Any], out_dir: Path) -> Any:
     try:
         config = resolve_config(str(dataset), str(recipe), **values)
     except MedMNISTLabError as exc:
-        raise MedMNISTLabError(f"{spec.source}: cell {point}: {exc}") from None
+        # the usual cause: a size axis meant for 2D files (128, 224) crossed with a 3D dataset (28, 64 only)
+        hint = "; --sizes replaces the size axis" if "size" in spec.axes and "size" in str(exc) else ""
+        raise MedMNISTLabError(f"{spec.source}: cell {point}: {exc}{hint}") from None
     h = cell_hash(config.to_dict())
     return dataclasses.replace(config, out_dir=str(out_dir / "runs"), name=h[:12])
 
