@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU check, one script for the lent GPU machine, results in $OUT. Parts 1-3 took under 8 minutes on one
 # H100; part 4 (3D) adds a few minutes: with the 10-minute limit per device call, run it as two calls,
-# PARTS="1 2 3" and PARTS=4 (default: all four).
+# PARTS="1 2 3" and PARTS=4 (default: all four; 5 and 6 are long, each its own call).
 #
 #   1. throughput.md     full/bare training-step ratio, ResNet-18/50 at 28/64/128/224 px, compile off and on
 #   2. fast_recipe.json  `--recipe fast` on BreastMNIST and RetinaMNIST, 3 seeds each (real files, carried)
@@ -12,6 +12,10 @@
 #   5. official.json     the official 2D script itself (train_and_eval_pytorch.py, unchanged), ResNet-18 at
 #                        28 px, 100 epochs, 3 runs each on RetinaMNIST and BreastMNIST, three at a time: the
 #                        script's own spread (it fixes no seed), the yardstick BENCHMARKS.md compares with
+#   6. study3d.md         the seed's questions on volumes: AdrenalMNIST3D, ResNet-18 vs 50 x 28^3 vs 64^3,
+#      study3d.json       `--recipe fast` (ACS), 5 seeds: 20 cells (about 38 h on a 2-core CPU), 4 at a time;
+#      study3d.db         the study resumes where a call stopped: put study3d.db back as
+#                         bench_out/gpu_study3d/results.db and carry "bench_out/gpu_study3d" (PARTS=6 only)
 #   env.txt, log.txt     GPU, driver, torch; what ran and how long
 #
 # Before the call, here: copy the real files and the two wheels the GPU image lacks into ignored folders
@@ -29,7 +33,7 @@ set -uo pipefail
 OUT=${OUT:-bench_out/gpu_check}
 mkdir -p "$OUT"
 TINY=${TINY:-0}
-PARTS=" ${PARTS:-1 2 3 4} "  # 5 only when asked: PARTS=5
+PARTS=" ${PARTS:-1 2 3 4} "  # 5 and 6 only when asked: PARTS=5, PARTS=6
 part() { [[ "$PARTS" == *" $1 "* ]]; }
 PY=${PYTHON:-python3}
 LOG="$OUT/log.txt"
@@ -47,9 +51,11 @@ export MEDMNIST_ROOT="${MEDMNIST_ROOT:-$PWD/gpu_data}"
 if [ "$TINY" = 1 ]; then
   dev=cpu; models="resnet18"; sizes="28"; steps=1; reps=1; seeds="0"; fraction=0.002; extra="--epochs 1 --width 4"
   vol_extra="--width 4 --subset 64"
+  study3d=(--sizes 28 --seeds 0 --set epochs=1 --set width=4 --set subset=64 --workers 1)
 else
   dev=cuda; models="resnet18 resnet50"; sizes="28 64 128 224"; steps=20; reps=3; seeds="0 1 2"; fraction=1.0; extra=""
   vol_extra=""
+  study3d=(--sizes 28 64 --seeds 0 1 2 3 4 --workers 4 --threads 4)
 fi
 { nvidia-smi 2>&1 | head -15; $PY -c "import torch, platform; print('torch', torch.__version__, 'python', platform.python_version(), 'cuda', torch.cuda.is_available())"; } > "$OUT/env.txt" 2>&1
 
@@ -158,5 +164,22 @@ for log in sorted(pathlib.Path(sys.argv[1]).glob("*-run*/*/*/*_log.txt")):
                  "wall_s": float(seconds)})
 print(json.dumps(rows, indent=2))
 PYEOF
+fi
+if part 6; then
+say "6. 3D answers: the resolution study on AdrenalMNIST3D (${study3d[*]})"
+# An ignored folder: a call cut short by its limit leaves finished cells in results.db, and the next call
+# (with that file carried back) trains only the rest. SIGINT is the runner's Ctrl-C: interrupted cells go
+# back to pending instead of staying `running`.
+sdir=${STUDY3D_DIR:-bench_out/gpu_study3d}
+[ "$TINY" = 1 ] && sdir="$OUT/study3d"
+timeout -s INT -k 60 "${STUDY3D_LIMIT:-480}" $PY -m medmnist_lab.cli.main study run resolution --datasets adrenalmnist3d \
+  --device "$dev" --out-dir "$sdir" --no-progress "${study3d[@]}" >> "$LOG" 2>&1 || say "3D study stopped (exit $?): run PARTS=6 again to go on"
+{ echo "## ResNet-50 against ResNet-18, per size"
+  $PY -m medmnist_lab.cli.main results table "$sdir" --group-by size,model --baseline model=resnet18 --reference official
+  echo; echo "## 64^3 against 28^3, per model"
+  $PY -m medmnist_lab.cli.main results table "$sdir" --group-by model,size --baseline size=28 --reference official
+} > "$OUT/study3d.md" 2>> "$LOG"
+$PY -m medmnist_lab.cli.main results table "$sdir" --group-by size,model --format json > "$OUT/study3d.json" 2>> "$LOG"
+[ "$TINY" = 1 ] || cp "$sdir/results.db" "$OUT/study3d.db"
 fi
 say "done"
