@@ -331,6 +331,42 @@ def test_import_existing_runs_matches_study_cells(synthetic_root, tmp_path, caps
 
 
 @pytest.mark.slow
+def test_a_run_imported_while_the_study_runs_is_not_trained_again(synthetic_root, tmp_path):
+    import threading
+    import time
+
+    from medmnist_lab.studies.importer import import_runs
+
+    spec = parse_spec(tiny_spec(synthetic_root, axes={"dataset": ["breastmnist"], "seed": [0, 1]}))
+    elsewhere = tmp_path / "elsewhere"  # seed 1 trained beforehand, outside the study
+    run_study(apply_overrides(spec, seeds=[1]), elsewhere, progress=False, options=ONE_THREAD)
+    study = tmp_path / "s"
+    seed0, seed1 = (c.hash for c in expand(spec, study))
+    imported: list[str] = []
+
+    def import_once_seed_0_trains() -> None:  # what a user's `results import` does meanwhile
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if (study / "results.db").exists():
+                with ResultStore(study) as store:
+                    if (store.status(seed0) or ("",))[0] == "running":
+                        imported.extend(import_runs([elsewhere / "runs"], store, study="t").imported)
+                        return
+            time.sleep(0.05)
+
+    t = threading.Thread(target=import_once_seed_0_trains)
+    t.start()
+    report = run_study(spec, study, progress=False, options=ONE_THREAD)
+    t.join()
+    assert imported == [seed1]
+    assert (report.done, report.skipped) == (1, 1)
+    with ResultStore(study) as store:
+        assert store.status(seed1)[0] == "done"
+        assert next(r for r in store.rows() if r.hash == seed1).run_dir.startswith(str(elsewhere))
+    assert len(list((study / "runs").rglob("summary.json"))) == 1  # seed 0 only
+
+
+@pytest.mark.slow
 def test_cli_list_show_and_dry_run(synthetic_root, tmp_path, capsys):
     assert main(["study", "list"]) == 0
     out = capsys.readouterr().out

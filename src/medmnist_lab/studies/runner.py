@@ -216,7 +216,11 @@ def _run_queue(
         pending: Cell | None = first
         while pending is not None or running:
             while pending is not None and len(running) < be.slots:
-                submit(pending)
+                if _finished_meanwhile(store, pending, finished_dirs):
+                    report.skipped += 1
+                    bar.update(1)
+                else:
+                    submit(pending)
                 pending = queue.next()
             refresh()
             for h, outcome in be.wait(POLL_SECONDS):
@@ -251,6 +255,15 @@ def _run_queue(
     finally:
         bar.close()
         be.close()
+
+
+def _finished_meanwhile(store: ResultStore, cell: Cell, finished_dirs: dict[str, str | None] | None) -> bool:
+    """A queued cell the store now calls done: `results import` brought its run in while the study ran
+    (statuses are read once at the start; without this the import would be trained over)."""
+    if cell.hash in (finished_dirs or {}):  # done already at the start, queued for its trust steps only
+        return False
+    status, _ = store.status(cell.hash) or ("pending", 0)
+    return status in ("done", "pruned")
 
 
 def _lacking_trust(store: ResultStore, trust: dict[str, Any] | None) -> dict[str, str | None]:
