@@ -211,3 +211,25 @@ def test_ablation_skips_a_removal_that_the_dataset_rule_makes_a_no_op(tmp_path):
     cells = yaml.safe_load((tmp_path / "s.yaml").read_text())["include"]
     per = {d: sum(c["dataset"] == d for c in cells) for d in ("breastmnist", "retinamnist")}
     assert per == {"breastmnist": len(ablation.variants("fast")), "retinamnist": len(ablation.variants("fast")) - 1}
+
+
+def test_a_summary_names_the_commit_whose_code_was_loaded(monkeypatch):
+    # A run (or a study worker) outlives commits made in the checkout meanwhile: the commit is read
+    # when the engine is imported, and summaries written later do not ask git again.
+    import subprocess
+    from pathlib import Path
+
+    from medmnist_lab.engine import runinfo
+
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=Path(runinfo.__file__).parent, capture_output=True, text=True
+    )
+    if head.returncode != 0:
+        pytest.skip("the package is not in a git checkout")
+    assert head.stdout.strip() == runinfo.LOADED_COMMIT
+
+    def no_git(*args, **kwargs):
+        raise AssertionError("git asked again when a summary is written")
+
+    monkeypatch.setattr(runinfo, "git_commit", no_git)
+    assert runinfo.environment_info()["git_commit"] == runinfo.LOADED_COMMIT

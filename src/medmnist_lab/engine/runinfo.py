@@ -43,6 +43,11 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+# Read once, when the engine's code is loaded: a summary written hours later (a long run, a study worker)
+# must name the commit whose code ran, not one committed in the checkout meanwhile.
+LOADED_COMMIT = git_commit()
+
+
 def environment_info() -> dict[str, Any]:
     return {
         "versions": {
@@ -57,5 +62,5 @@ def environment_info() -> dict[str, Any]:
             "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "threads": torch.get_num_threads(),
         },
-        "git_commit": git_commit(),
+        "git_commit": LOADED_COMMIT,
     }
