@@ -31,6 +31,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="folder for report-index.png, report-study.png, ...")
     ap.add_argument("--width", type=int, default=1280)
     args = ap.parse_args()
+    args.site = args.site.resolve()  # file:// URIs need an absolute path
+    if not (args.site / "index.html").is_file():
+        sys.exit(f"error: {args.site} holds no index.html: give a folder written by `medmnist-lab report --out-dir`")
     from playwright.sync_api import sync_playwright
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")

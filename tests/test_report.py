@@ -211,3 +211,19 @@ def test_tensorboard_and_mlflow_trackers_with_the_real_libraries(
     assert found.data.metrics["final_test_auc"] == pytest.approx(summary["metrics"]["test"]["auc"])
     artifacts = {a.path for a in client.list_artifacts(found.info.run_id)}
     assert {"summary.json", "config.yaml", "history.jsonl", "model_card.md"} <= artifacts
+
+
+def test_the_runs_table_shows_every_field_the_study_varies() -> None:
+    from medmnist_lab.report.site import run_table_rows
+    from medmnist_lab.studies.rows import ResultRow
+
+    base = {"dataset": "retinamnist", "size": 28, "model": "resnet18", "augment": "trivialaugment", "lr": 0.001}
+    rows = [
+        ResultRow(f"h{i}", {**base, "seed": seed, "synthetic": syn}, "done", {"test": {"auc": 0.7, "acc": 0.5}})
+        for i, (seed, syn) in enumerate([(0, None), (0, "/studies/s/synthetic/retina-balanced.npz")])
+    ]
+    table = run_table_rows(rows)
+    # the two runs differ in `synthetic` only: without its column they would read the same
+    assert [r["synthetic"] for r in table] == [None, "retina-balanced.npz"]
+    assert "lr" not in table[0]  # a field every run shares stays out
+    assert list(table[0])[:6] == ["run", "dataset", "size", "model", "augment", "synthetic"]

@@ -319,23 +319,38 @@ def study_html(page: StudyPage) -> str:
         parts.append(_figures(sec.figures, "../") + "</section>")
     if page.figures:
         parts.append("<section><h2>Augmentation and synthetic data</h2>" + _figures(page.figures, "../") + "</section>")
-    runs, links = [], []
+    runs, links = run_table_rows(page.rows), []
     for r in page.rows:
-        runs.append({
-            "run": Path(r.run_dir).name if r.run_dir else r.hash,
-            "dataset": r.config.get("dataset"),
-            "size": r.config.get("size"),
-            "model": r.config.get("model"),
-            "augment": r.config.get("augment"),
-            "seed": r.config.get("seed"),
-            "test AUC": r.value("test", "auc"),
-            "test ACC": r.value("test", "acc"),
-            "time (s)": r.seconds,
-        })  # fmt: skip
         slug = page.run_slugs.get(str(r.run_dir))
         links.append(f"../runs/{slug}.html" if slug else None)
     parts.append("<section><h2>Runs</h2>" + table_html(runs, links) + "</section>")
     return _page(f"Study {page.name}", "".join(parts), depth=1)
+
+
+def run_table_rows(rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """A study page's runs table: dataset, size, model, augment, every other field the study varies
+    (synthetic, conv, precision, ...: without them two methods' runs look the same), seed, scores."""
+    from medmnist_lab.studies.tables import default_group_by
+
+    shown = ("dataset", "size", "model", "augment")
+    varied = [f for f in default_group_by(rows) if f not in shown] if rows else []
+    return [
+        {
+            "run": Path(r.run_dir).name if r.run_dir else r.hash,
+            **{f: r.config.get(f) for f in shown},
+            **{f: _short(r.config.get(f)) for f in varied},
+            "seed": r.config.get("seed"),
+            "test AUC": r.value("test", "auc"),
+            "test ACC": r.value("test", "acc"),
+            "time (s)": r.seconds,
+        }
+        for r in rows
+    ]
+
+
+def _short(value: Any) -> Any:
+    """A path-valued field (a synthetic-data file, a training npz) by its file name."""
+    return Path(value).name if isinstance(value, str) and "/" in value else value
 
 
 def _trust_table(sec: Any) -> str:
