@@ -265,10 +265,10 @@ def apply_overrides(
     if datasets:
         axes["dataset"] = list(datasets)
         base.pop("dataset", None)
-    for field, values in (("seed", seeds), ("size", sizes)):
+    for name, values in (("seed", seeds), ("size", sizes)):
         if values is not None and len(values):
-            axes[field] = list(values)
-            base.pop(field, None)
+            axes[name] = list(values)
+            base.pop(name, None)
     if trials is not None and not ranges:  # said, not ignored: a grid has no trials to count
         raise MedMNISTLabError(f"--trials {trials} applies to searches (specs with range axes); {spec.name} is a grid")
     return dataclasses.replace(
