@@ -223,7 +223,15 @@ def test_study_precision_replaces_the_specs_amp(synthetic_root: Path, tmp_path: 
     base = {"root": str(synthetic_root), "epochs": 1, "width": 4, "amp": False}
     spec.write_text(yaml.safe_dump({"name": "t", "base": base, "axes": {"dataset": ["breastmnist"]}}))
     args = argparse.Namespace(
-        spec=str(spec), set=None, root=None, precision="bf16", device=None, datasets=None, seeds=None, trials=None
+        spec=str(spec),
+        set=None,
+        root=None,
+        precision="bf16",
+        device=None,
+        datasets=None,
+        seeds=None,
+        trials=None,
+        sizes=None,
     )
     (cell,), _ = plan(_spec_from_args(args), tmp_path / "st")
     assert (cell.config.precision, cell.config.amp) == ("bf16", None)
