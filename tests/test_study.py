@@ -367,6 +367,24 @@ def test_a_run_imported_while_the_study_runs_is_not_trained_again(synthetic_root
 
 
 @pytest.mark.slow
+def test_importing_runs_outside_a_studys_grid_says_so(synthetic_root, tmp_path, capsys):
+    spec = parse_spec(tiny_spec(synthetic_root, axes={"dataset": ["breastmnist"], "seed": [0]}))
+    run_study(spec, tmp_path / "s", progress=False, options=ONE_THREAD)
+    run_study(apply_overrides(spec, seeds=[0, 7]), tmp_path / "other", progress=False, options=ONE_THREAD)
+    capsys.readouterr()
+    # seed 0 is a cell of the study; seed 7 is not, and would enter its tables unannounced
+    assert main(["results", "import", str(tmp_path / "other" / "runs"), "-o", str(tmp_path / "s")]) == 0
+    err = capsys.readouterr().err
+    assert "note: 1 of the imported runs are not cells of the study's spec" in err and "specs" in err
+    assert main(["results", "import", str(tmp_path / "s" / "runs"), "-o", str(tmp_path / "s")]) == 0
+    assert "note:" not in capsys.readouterr().err  # the study's own runs: nothing to say
+    # a later invocation with other seeds widens the study: seed 7 is one of its cells now
+    run_study(apply_overrides(spec, seeds=[7]), tmp_path / "s", progress=False, options=ONE_THREAD)
+    assert main(["results", "import", str(tmp_path / "other" / "runs"), "-o", str(tmp_path / "s")]) == 0
+    assert "note:" not in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_cli_list_show_and_dry_run(synthetic_root, tmp_path, capsys):
     assert main(["study", "list"]) == 0
     out = capsys.readouterr().out

@@ -34,7 +34,7 @@ def _holds_runs(folder: Path) -> bool:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from medmnist_lab.errors import MedMNISTLabError
-    from medmnist_lab.studies.importer import find_runs, import_runs
+    from medmnist_lab.studies.importer import find_runs, import_runs, outside_the_spec
     from medmnist_lab.studies.store import ResultStore
 
     runs = find_runs(args.runs)
@@ -47,6 +47,14 @@ def cmd_import(args: argparse.Namespace) -> int:
     for folder, why in report.skipped:
         print(f"skipped {folder}: {why}", file=sys.stderr)
     print(f"imported {len(report.imported)} run(s) into {store.path}")
+    outside = outside_the_spec(args.output, report.imported)
+    if outside and outside[1]:
+        spec, extra = outside
+        print(
+            f"note: {len(extra)} of the imported runs are not cells of the study's spec ({spec}): they enter "
+            "its tables beside its own runs; import them into another folder to keep them apart",
+            file=sys.stderr,
+        )
     return 1 if report.skipped and not report.imported else 0
 
 

@@ -60,3 +60,24 @@ def import_runs(paths: list[Path], store: ResultStore, study: str = "imported") 
         )
         report.imported.append(h)
     return report
+
+
+def outside_the_spec(study_dir: Path, hashes: list[str]) -> tuple[Path, list[str]] | None:
+    """(the study's specs folder, the imported hashes that are cells of none of its saved specs), or
+    None when the folder holds no spec or a search. Runs outside every grid (other seeds, another
+    recipe) still enter the study's tables; the caller says so."""
+    from medmnist_lab.studies.spec import expand, load_spec
+
+    specs = sorted((study_dir / "specs").glob("*.yaml")) if study_dir.is_dir() else []
+    if not specs:
+        return None
+    cells: set[str] = set()
+    for path in specs:  # every invocation's grid: `--seeds 0 1 2`, then `--seeds 3 4`, is one study
+        try:
+            spec = load_spec(str(path))
+            if spec.is_search:
+                return None
+            cells |= {c.hash for c in expand(spec, study_dir)}
+        except MedMNISTLabError:  # a spec this version cannot read: nothing to compare with
+            return None
+    return study_dir / "specs", [h for h in hashes if h not in cells]
