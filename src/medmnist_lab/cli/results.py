@@ -47,12 +47,11 @@ def cmd_import(args: argparse.Namespace) -> int:
     for folder, why in report.skipped:
         print(f"skipped {folder}: {why}", file=sys.stderr)
     print(f"imported {len(report.imported)} run(s) into {store.path}")
-    outside = outside_the_spec(args.output, report.imported)
-    if outside and outside[1]:
-        spec, extra = outside
+    extra = outside_the_spec(args.output, report.imported)
+    if extra:
         print(
-            f"note: {len(extra)} of the imported runs are not cells of the study's spec ({spec}): they enter "
-            "its tables beside its own runs; import them into another folder to keep them apart",
+            f"note: {len(extra)} of the imported runs are not cells of the study's spec ({args.output / 'specs'}): "
+            "they enter its tables beside its own runs; import them into another folder to keep them apart",
             file=sys.stderr,
         )
     return 1 if report.skipped and not report.imported else 0

@@ -62,22 +62,22 @@ def import_runs(paths: list[Path], store: ResultStore, study: str = "imported") 
     return report
 
 
-def outside_the_spec(study_dir: Path, hashes: list[str]) -> tuple[Path, list[str]] | None:
-    """(the study's specs folder, the imported hashes that are cells of none of its saved specs), or
-    None when the folder holds no spec or a search. Runs outside every grid (other seeds, another
-    recipe) still enter the study's tables; the caller says so."""
+def outside_the_spec(study_dir: Path, hashes: list[str]) -> list[str]:
+    """The imported hashes that are cells of none of the study folder's saved specs (study_dir/specs);
+    none when it holds no spec or a search. Such runs (other seeds, another recipe) still enter the
+    study's tables; the caller says so."""
     from medmnist_lab.studies.spec import expand, load_spec
 
-    specs = sorted((study_dir / "specs").glob("*.yaml")) if study_dir.is_dir() else []
-    if not specs:
-        return None
+    paths = sorted((study_dir / "specs").glob("*.yaml")) if study_dir.is_dir() else []
+    # every invocation is saved, mostly the same spec again: expand each distinct one once
+    distinct = {p.read_text(): p for p in paths}.values()
     cells: set[str] = set()
-    for path in specs:  # every invocation's grid: `--seeds 0 1 2`, then `--seeds 3 4`, is one study
+    for path in distinct:  # every invocation's grid: `--seeds 0 1 2`, then `--seeds 3 4`, is one study
         try:
             spec = load_spec(str(path))
             if spec.is_search:
-                return None
+                return []
             cells |= {c.hash for c in expand(spec, study_dir)}
         except MedMNISTLabError:  # a spec this version cannot read: nothing to compare with
-            return None
-    return study_dir / "specs", [h for h in hashes if h not in cells]
+            return []
+    return [h for h in hashes if h not in cells] if paths else []

@@ -262,10 +262,7 @@ def apply_overrides(
         base[key] = value
         axes.pop(key, None)
         ranges = [r for r in ranges if r.field != key]
-    if datasets:
-        axes["dataset"] = list(datasets)
-        base.pop("dataset", None)
-    for name, values in (("seed", seeds), ("size", sizes)):
+    for name, values in (("dataset", datasets), ("seed", seeds), ("size", sizes)):
         if values is not None and len(values):
             axes[name] = list(values)
             base.pop(name, None)
